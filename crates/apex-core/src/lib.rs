@@ -12,9 +12,11 @@ pub mod backend;
 pub mod element;
 pub mod error;
 pub mod layout;
+pub mod model_config;
 pub mod ops;
 
 pub use backend::{Backend, BinaryOp, UnaryOp};
 pub use element::Element;
 pub use error::{ApexError, Result};
 pub use layout::{BatchView, MatView};
+pub use model_config::ModelConfig;

@@ -14,9 +14,11 @@ pub mod error;
 pub mod layout;
 pub mod model_config;
 pub mod ops;
+pub mod transformer_ops;
 
 pub use backend::{Backend, BinaryOp, UnaryOp};
 pub use element::Element;
 pub use error::{ApexError, Result};
 pub use layout::{BatchView, MatView};
 pub use model_config::ModelConfig;
+pub use transformer_ops::{AdamWStep, TransformerOps, IGNORE_INDEX};

@@ -21,6 +21,7 @@
 //! ```
 
 mod tensor;
+mod transformer_ops;
 
 pub use tensor::CpuTensor;
 

@@ -1,0 +1,414 @@
+//! One decoder layer: pre-norm GQA self-attention with RoPE, then a pre-norm
+//! SwiGLU FFN, each added to the residual stream. Forward keeps what the
+//! backward needs; backward adds trainable gradients to [`Gradients`] and skips
+//! every frozen weight gradient.
+
+use crate::attention::{attention_backward, attention_forward, AttentionShape};
+use crate::grads::Gradients;
+use crate::linear::{Linear, LinearCache};
+use crate::params::{ParamGroup, ParamVisitor};
+use apex_core::ops::{self, one, zero};
+use apex_core::{Backend, BinaryOp, Result, TransformerOps, UnaryOp};
+
+/// A tensor plus whether the optimizer may change it.
+#[derive(Clone, Debug)]
+pub struct Param<B: Backend> {
+    pub value: B::Tensor,
+    pub trainable: bool,
+}
+
+/// The weights of decoder layer `ℓ` (HF names `model.layers.ℓ.*`).
+#[derive(Clone, Debug)]
+pub struct DecoderLayer<B: Backend> {
+    /// `input_layernorm.weight`: `[d]`.
+    pub input_norm: Param<B>,
+    /// `self_attn.q_proj`: `[H·d_h, d]`.
+    pub q_proj: Linear<B>,
+    /// `self_attn.k_proj`: `[H_kv·d_h, d]`.
+    pub k_proj: Linear<B>,
+    /// `self_attn.v_proj`: `[H_kv·d_h, d]`.
+    pub v_proj: Linear<B>,
+    /// `self_attn.o_proj`: `[d, H·d_h]`.
+    pub o_proj: Linear<B>,
+    /// `post_attention_layernorm.weight`: `[d]`.
+    pub post_attention_norm: Param<B>,
+    /// `mlp.gate_proj`: `[N, d]`.
+    pub gate_proj: Linear<B>,
+    /// `mlp.up_proj`: `[N, d]`.
+    pub up_proj: Linear<B>,
+    /// `mlp.down_proj`: `[d, N]`.
+    pub down_proj: Linear<B>,
+}
+
+/// Sizes a layer needs at run time.
+#[derive(Clone, Copy, Debug)]
+pub struct LayerDims {
+    pub attention: AttentionShape,
+    pub rope_theta: f64,
+    pub rms_eps: f64,
+}
+
+/// Per-forward activation norms, the raw material of APEX scoring (spec §2).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LayerStats {
+    /// `‖SiLU(x·W_gᵀ)[:, j]‖₂` over all rows, per FFN channel (`N`).
+    pub ffn_norms: Vec<f64>,
+    /// `‖ctx[:, h·d_h..(h+1)·d_h]‖_F` over all rows, per query head (`H`): the
+    /// context before `o_proj` (statistic A1).
+    pub head_norms: Vec<f64>,
+}
+
+/// What [`DecoderLayer::backward`] needs from the forward.
+pub struct LayerCache<B: Backend> {
+    h_in: B::Tensor,
+    inv_rms1: B::Tensor,
+    q_cache: LinearCache<B>,
+    k_cache: LinearCache<B>,
+    v_cache: LinearCache<B>,
+    q: B::Tensor,
+    k: B::Tensor,
+    v: B::Tensor,
+    probs: B::Tensor,
+    o_cache: LinearCache<B>,
+    h_mid: B::Tensor,
+    inv_rms2: B::Tensor,
+    gate_cache: LinearCache<B>,
+    up_cache: LinearCache<B>,
+    gate: B::Tensor,
+    up: B::Tensor,
+    gate_act: B::Tensor,
+    down_cache: LinearCache<B>,
+}
+
+/// `op(x, z)` into a new tensor of the same 2-D shape.
+pub(crate) fn binary_new<B: Backend>(
+    backend: &B,
+    op: BinaryOp,
+    x: &B::Tensor,
+    z: &B::Tensor,
+) -> Result<B::Tensor> {
+    let view = ops::full(backend, x, "binary")?;
+    let mut y = backend.zeros(&[view.rows, view.cols])?;
+    backend.binary(op, x, view, z, view, zero::<B>(), &mut y, view)?;
+    Ok(y)
+}
+
+/// `y += x` for equal 2-D shapes.
+pub(crate) fn add_assign<B: Backend>(backend: &B, y: &mut B::Tensor, x: &B::Tensor) -> Result<()> {
+    let view = ops::full(backend, x, "add")?;
+    backend.axpby(one::<B>(), x, view, one::<B>(), y, view)
+}
+
+/// `sqrt(Σ_rows x[:, c]²)` per column, downloaded.
+fn column_norms<B: Backend>(backend: &B, x: &B::Tensor) -> Result<Vec<f64>> {
+    let view = ops::full(backend, x, "column_norms")?;
+    let mut out = backend.zeros(&[view.cols])?;
+    backend.column_dot(x, view, x, view, zero::<B>(), &mut out, 0)?;
+    Ok(ops::download_f64(backend, &out)?
+        .into_iter()
+        .map(f64::sqrt)
+        .collect())
+}
+
+impl<B: TransformerOps> DecoderLayer<B> {
+    /// `h_out = h + Attn(norm1(h))`, then `+ FFN(norm2(·))`. `h`: `[T, d]`.
+    /// With `stats`, also returns the activation norms of this forward.
+    pub fn forward(
+        &self,
+        backend: &B,
+        dims: &LayerDims,
+        h: &B::Tensor,
+        stats: bool,
+    ) -> Result<(B::Tensor, LayerCache<B>, Option<LayerStats>)> {
+        let shape = &dims.attention;
+        let (xn1, inv_rms1) = backend.rms_norm(h, &self.input_norm.value, dims.rms_eps)?;
+        let (mut q, q_cache) = self.q_proj.forward(backend, &xn1)?;
+        let (mut k, k_cache) = self.k_proj.forward(backend, &xn1)?;
+        let (v, v_cache) = self.v_proj.forward(backend, &xn1)?;
+        backend.rope(
+            &mut q,
+            shape.head_dim,
+            shape.seq_len,
+            dims.rope_theta,
+            false,
+        )?;
+        backend.rope(
+            &mut k,
+            shape.head_dim,
+            shape.seq_len,
+            dims.rope_theta,
+            false,
+        )?;
+        let (ctx, probs) = attention_forward(backend, shape, &q, &k, &v)?;
+        let head_norms = if stats {
+            let per_dim = column_norms(backend, &ctx)?;
+            per_dim
+                .chunks(shape.head_dim)
+                .map(|c| c.iter().map(|n| n * n).sum::<f64>().sqrt())
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let (o, o_cache) = self.o_proj.forward(backend, &ctx)?;
+        let h_mid = binary_new(backend, BinaryOp::Add, h, &o)?;
+
+        let (xn2, inv_rms2) =
+            backend.rms_norm(&h_mid, &self.post_attention_norm.value, dims.rms_eps)?;
+        let (gate, gate_cache) = self.gate_proj.forward(backend, &xn2)?;
+        let (up, up_cache) = self.up_proj.forward(backend, &xn2)?;
+        let gv = ops::full(backend, &gate, "swiglu")?;
+        let mut gate_act = backend.zeros(&[gv.rows, gv.cols])?;
+        backend.unary(UnaryOp::Silu, &gate, gv, &mut gate_act, gv)?;
+        let ffn_norms = if stats {
+            column_norms(backend, &gate_act)?
+        } else {
+            Vec::new()
+        };
+        let act = binary_new(backend, BinaryOp::Mul, &gate_act, &up)?;
+        let (down, down_cache) = self.down_proj.forward(backend, &act)?;
+        let h_out = binary_new(backend, BinaryOp::Add, &h_mid, &down)?;
+        let cache = LayerCache {
+            h_in: h.clone(),
+            inv_rms1,
+            q_cache,
+            k_cache,
+            v_cache,
+            q,
+            k,
+            v,
+            probs,
+            o_cache,
+            h_mid,
+            inv_rms2,
+            gate_cache,
+            up_cache,
+            gate,
+            up,
+            gate_act,
+            down_cache,
+        };
+        let stats = stats.then_some(LayerStats {
+            ffn_norms,
+            head_norms,
+        });
+        Ok((h_out, cache, stats))
+    }
+
+    /// Backward for `grad_h` = ∂L/∂h_out (`[T, d]`); parameter gradients go to
+    /// `grads` under `prefix` (`model.layers.ℓ`). Returns ∂L/∂h when `need_grad_h`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn backward(
+        &self,
+        backend: &B,
+        dims: &LayerDims,
+        cache: &LayerCache<B>,
+        grad_h: &B::Tensor,
+        prefix: &str,
+        grads: &mut Gradients<B>,
+        need_grad_h: bool,
+    ) -> Result<Option<B::Tensor>> {
+        let shape = &dims.attention;
+        let lin = |n: &str| format!("{prefix}.{n}");
+        // FFN block.
+        let grad_act = self
+            .down_proj
+            .backward(
+                backend,
+                &cache.down_cache,
+                grad_h,
+                &lin("mlp.down_proj"),
+                grads,
+                true,
+            )?
+            .expect("requested");
+        let grad_up = binary_new(backend, BinaryOp::Mul, &grad_act, &cache.gate_act)?;
+        let grad_gate_act = binary_new(backend, BinaryOp::Mul, &grad_act, &cache.up)?;
+        let gv = ops::full(backend, &cache.gate, "swiglu")?;
+        let mut silu_grad = backend.zeros(&[gv.rows, gv.cols])?;
+        backend.unary(UnaryOp::SiluGrad, &cache.gate, gv, &mut silu_grad, gv)?;
+        let grad_gate = binary_new(backend, BinaryOp::Mul, &grad_gate_act, &silu_grad)?;
+        let mut grad_xn2 = self
+            .gate_proj
+            .backward(
+                backend,
+                &cache.gate_cache,
+                &grad_gate,
+                &lin("mlp.gate_proj"),
+                grads,
+                true,
+            )?
+            .expect("requested");
+        let from_up = self
+            .up_proj
+            .backward(
+                backend,
+                &cache.up_cache,
+                &grad_up,
+                &lin("mlp.up_proj"),
+                grads,
+                true,
+            )?
+            .expect("requested");
+        add_assign(backend, &mut grad_xn2, &from_up)?;
+        let mut grad_mid = norm_backward(
+            backend,
+            &self.post_attention_norm,
+            &cache.h_mid,
+            &cache.inv_rms2,
+            &grad_xn2,
+            &lin("post_attention_layernorm.weight"),
+            grads,
+        )?;
+        add_assign(backend, &mut grad_mid, grad_h)?;
+
+        // Attention block.
+        let grad_ctx = self
+            .o_proj
+            .backward(
+                backend,
+                &cache.o_cache,
+                &grad_mid,
+                &lin("self_attn.o_proj"),
+                grads,
+                true,
+            )?
+            .expect("requested");
+        let (mut gq, mut gk, gv) = attention_backward(
+            backend,
+            shape,
+            &cache.q,
+            &cache.k,
+            &cache.v,
+            &cache.probs,
+            &grad_ctx,
+        )?;
+        backend.rope(
+            &mut gq,
+            shape.head_dim,
+            shape.seq_len,
+            dims.rope_theta,
+            true,
+        )?;
+        backend.rope(
+            &mut gk,
+            shape.head_dim,
+            shape.seq_len,
+            dims.rope_theta,
+            true,
+        )?;
+        // Below the first layer only the embedding can use ∂h; skip ∂x when it
+        // is frozen and neither the norm weight needs it.
+        let need_x = need_grad_h || self.input_norm.trainable;
+        let q_part = self.q_proj.backward(
+            backend,
+            &cache.q_cache,
+            &gq,
+            &lin("self_attn.q_proj"),
+            grads,
+            need_x,
+        )?;
+        let k_part = self.k_proj.backward(
+            backend,
+            &cache.k_cache,
+            &gk,
+            &lin("self_attn.k_proj"),
+            grads,
+            need_x,
+        )?;
+        let v_part = self.v_proj.backward(
+            backend,
+            &cache.v_cache,
+            &gv,
+            &lin("self_attn.v_proj"),
+            grads,
+            need_x,
+        )?;
+        let (Some(mut grad_xn1), Some(k_part), Some(v_part)) = (q_part, k_part, v_part) else {
+            return Ok(None);
+        };
+        add_assign(backend, &mut grad_xn1, &k_part)?;
+        add_assign(backend, &mut grad_xn1, &v_part)?;
+        let mut grad_in = norm_backward(
+            backend,
+            &self.input_norm,
+            &cache.h_in,
+            &cache.inv_rms1,
+            &grad_xn1,
+            &lin("input_layernorm.weight"),
+            grads,
+        )?;
+        if !need_grad_h {
+            return Ok(None);
+        }
+        add_assign(backend, &mut grad_in, &grad_mid)?;
+        Ok(Some(grad_in))
+    }
+
+    /// Offers every trainable tensor of the layer to `visit`.
+    pub fn visit_trainable(&mut self, prefix: &str, visit: &mut ParamVisitor<'_, B>) -> Result<()> {
+        for (name, norm) in [
+            ("input_layernorm.weight", &mut self.input_norm),
+            (
+                "post_attention_layernorm.weight",
+                &mut self.post_attention_norm,
+            ),
+        ] {
+            if norm.trainable {
+                visit(
+                    &format!("{prefix}.{name}"),
+                    ParamGroup::NoDecay,
+                    &mut norm.value,
+                )?;
+            }
+        }
+        for (name, linear) in self.projections_mut() {
+            linear.visit_trainable(&format!("{prefix}.{name}"), visit)?;
+        }
+        Ok(())
+    }
+
+    /// The seven projections with their HF names relative to the layer.
+    pub fn projections_mut(&mut self) -> [(&'static str, &mut Linear<B>); 7] {
+        [
+            ("self_attn.q_proj", &mut self.q_proj),
+            ("self_attn.k_proj", &mut self.k_proj),
+            ("self_attn.v_proj", &mut self.v_proj),
+            ("self_attn.o_proj", &mut self.o_proj),
+            ("mlp.gate_proj", &mut self.gate_proj),
+            ("mlp.up_proj", &mut self.up_proj),
+            ("mlp.down_proj", &mut self.down_proj),
+        ]
+    }
+
+    /// The seven projections with their HF names relative to the layer.
+    pub fn projections(&self) -> [(&'static str, &Linear<B>); 7] {
+        [
+            ("self_attn.q_proj", &self.q_proj),
+            ("self_attn.k_proj", &self.k_proj),
+            ("self_attn.v_proj", &self.v_proj),
+            ("self_attn.o_proj", &self.o_proj),
+            ("mlp.gate_proj", &self.gate_proj),
+            ("mlp.up_proj", &self.up_proj),
+            ("mlp.down_proj", &self.down_proj),
+        ]
+    }
+}
+
+/// RMSNorm backward with the weight gradient only when the norm is trainable.
+fn norm_backward<B: TransformerOps>(
+    backend: &B,
+    norm: &Param<B>,
+    x: &B::Tensor,
+    inv_rms: &B::Tensor,
+    grad_y: &B::Tensor,
+    name: &str,
+    grads: &mut Gradients<B>,
+) -> Result<B::Tensor> {
+    let grad_weight = if norm.trainable {
+        let d = backend.shape(&norm.value).to_vec();
+        Some(grads.slot(backend, name, &d)?)
+    } else {
+        None
+    };
+    backend.rms_norm_backward(x, &norm.value, inv_rms, grad_y, grad_weight)
+}

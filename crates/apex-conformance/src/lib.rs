@@ -10,10 +10,12 @@
 
 pub mod case;
 pub mod compare;
+pub mod random_case;
 pub mod runner;
 pub mod vector_file;
 
 pub use case::{run_case, Case, HostTensor, Op, Outputs};
 pub use compare::{compare, TensorReport};
+pub use random_case::{differentiable_inputs, random_case, Sizes};
 pub use runner::{run_directory, run_file, FileReport};
 pub use vector_file::{parse_vector, read_vector, VectorFile};

@@ -1,0 +1,67 @@
+//! The committed golden vectors (tests/vectors, made by tools/make_vectors.py
+//! with numpy + autograd, independent of this code) on every backend, and the
+//! runner's behaviour on broken files.
+
+use apex_conformance::runner::{format_report, run_directory, run_file};
+use apex_core::{ApexError, Backend};
+use apex_cpu::CpuBackend;
+use std::path::PathBuf;
+
+fn repo_dir(sub: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(sub)
+}
+
+fn all_vectors_pass<B: Backend>(backend: &B, rtol: f64) {
+    let reports = run_directory(backend, &repo_dir("tests/vectors"), rtol).expect("vector dir");
+    assert!(
+        reports.len() >= 30,
+        "expected the committed vectors, found {}",
+        reports.len()
+    );
+    let failed: Vec<String> = reports
+        .iter()
+        .filter(|r| !r.passed())
+        .map(format_report)
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "{} on {}:\n{}",
+        failed.len(),
+        backend.name(),
+        failed.join("")
+    );
+}
+
+#[test]
+fn committed_vectors_pass_on_cpu_f32() {
+    all_vectors_pass(&CpuBackend::<f32>::new(), 1e-4);
+}
+
+#[test]
+fn committed_vectors_pass_on_cpu_f64_at_f32_input_precision() {
+    // Inputs are f32-rounded and expected values are f64 results stored as f32,
+    // so f64 compute must agree to f32 storage precision.
+    all_vectors_pass(&CpuBackend::<f64>::new(), 1e-5);
+}
+
+#[test]
+fn broken_files_are_reported_not_panicked() {
+    let cpu = CpuBackend::<f32>::new();
+    let dir = repo_dir("tests/vectors-bad");
+    for name in ["truncated", "bad_header_len", "malformed_json"] {
+        let report = run_file(&cpu, &dir.join(format!("{name}.safetensors")), 1e-4);
+        assert!(!report.passed(), "{name} passed");
+        assert!(
+            matches!(report.error, Some(ApexError::Format { .. })),
+            "{name}: {:?}",
+            report.error
+        );
+        assert!(format_report(&report).contains("ERROR"), "{name}");
+    }
+    let report = run_file(&cpu, &dir.join("wrong_shape.safetensors"), 1e-4);
+    assert!(report.error.is_none());
+    assert!(!report.passed());
+    assert!(report.tensors.iter().any(|t| t.shape_mismatch.is_some()));
+}

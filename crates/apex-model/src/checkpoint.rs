@@ -209,6 +209,8 @@ impl<B: TransformerOps> LlamaModel<B> {
                 gate_proj: r.frozen(&format!("{p}.mlp.gate_proj"), &[n, d])?,
                 up_proj: r.frozen(&format!("{p}.mlp.up_proj"), &[n, d])?,
                 down_proj: r.frozen(&format!("{p}.mlp.down_proj"), &[d, n])?,
+                attn_mixer: None,
+                ffn_mixer: None,
             });
         }
         let lm_head = if config.tie_word_embeddings {
@@ -250,8 +252,11 @@ impl<B: TransformerOps> LlamaModel<B> {
                 format!("{p}.post_attention_layernorm.weight"),
                 &layer.post_attention_norm.value,
             )?;
-            for (name, linear) in layer.projections() {
-                push(format!("{p}.{name}.weight"), &linear.dense_weight(backend)?)?;
+            for (name, _) in layer.projections() {
+                push(
+                    format!("{p}.{name}.weight"),
+                    &layer.dense_weight(backend, name)?,
+                )?;
             }
         }
         push(FINAL_NORM_NAME.into(), &self.norm.value)?;
@@ -262,7 +267,7 @@ impl<B: TransformerOps> LlamaModel<B> {
     }
 
     /// Saves `dir/config.json` and `dir/model.safetensors` (F32) atomically,
-    /// creating `dir` if needed. Adapters are merged, so the result loads in
+    /// creating `dir` if needed. Adapters are merged and APEX modules fused, so the result loads in
     /// HF transformers as a plain `LlamaForCausalLM`.
     pub fn save(&self, backend: &B, dir: &Path) -> Result<()> {
         std::fs::create_dir_all(dir).map_err(io_err(dir))?;

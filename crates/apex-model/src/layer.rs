@@ -8,7 +8,7 @@ use crate::grads::Gradients;
 use crate::linear::{Linear, LinearCache};
 use crate::params::{ParamGroup, ParamVisitor};
 use apex_core::ops::{self, one, zero};
-use apex_core::{Backend, BinaryOp, Result, TransformerOps, UnaryOp};
+use apex_core::{Backend, BinaryOp, Mixer, MixerGrads, Result, TransformerOps, UnaryOp};
 
 /// A tensor plus whether the optimizer may change it.
 #[derive(Clone, Debug)]
@@ -38,6 +38,10 @@ pub struct DecoderLayer<B: Backend> {
     pub up_proj: Linear<B>,
     /// `mlp.down_proj`: `[d, N]`.
     pub down_proj: Linear<B>,
+    /// APEX: the Monarch + `mixer_vec` shared by v_proj and o_proj.
+    pub attn_mixer: Option<Mixer<B>>,
+    /// APEX: the Monarch + `mixer_vec` shared by gate, up and down.
+    pub ffn_mixer: Option<Mixer<B>>,
 }
 
 /// Sizes a layer needs at run time.
@@ -122,9 +126,15 @@ impl<B: TransformerOps> DecoderLayer<B> {
     ) -> Result<(B::Tensor, LayerCache<B>, Option<LayerStats>)> {
         let shape = &dims.attention;
         let (xn1, inv_rms1) = backend.rms_norm(h, &self.input_norm.value, dims.rms_eps)?;
-        let (mut q, q_cache) = self.q_proj.forward(backend, &xn1)?;
-        let (mut k, k_cache) = self.k_proj.forward(backend, &xn1)?;
-        let (v, v_cache) = self.v_proj.forward(backend, &xn1)?;
+        let (mut q, q_cache) = self
+            .q_proj
+            .forward(backend, self.attn_mixer.as_ref(), &xn1)?;
+        let (mut k, k_cache) = self
+            .k_proj
+            .forward(backend, self.attn_mixer.as_ref(), &xn1)?;
+        let (v, v_cache) = self
+            .v_proj
+            .forward(backend, self.attn_mixer.as_ref(), &xn1)?;
         backend.rope(
             &mut q,
             shape.head_dim,
@@ -149,13 +159,19 @@ impl<B: TransformerOps> DecoderLayer<B> {
         } else {
             Vec::new()
         };
-        let (o, o_cache) = self.o_proj.forward(backend, &ctx)?;
+        let (o, o_cache) = self
+            .o_proj
+            .forward(backend, self.attn_mixer.as_ref(), &ctx)?;
         let h_mid = binary_new(backend, BinaryOp::Add, h, &o)?;
 
         let (xn2, inv_rms2) =
             backend.rms_norm(&h_mid, &self.post_attention_norm.value, dims.rms_eps)?;
-        let (gate, gate_cache) = self.gate_proj.forward(backend, &xn2)?;
-        let (up, up_cache) = self.up_proj.forward(backend, &xn2)?;
+        let (gate, gate_cache) = self
+            .gate_proj
+            .forward(backend, self.ffn_mixer.as_ref(), &xn2)?;
+        let (up, up_cache) = self
+            .up_proj
+            .forward(backend, self.ffn_mixer.as_ref(), &xn2)?;
         let gv = ops::full(backend, &gate, "swiglu")?;
         let mut gate_act = backend.zeros(&[gv.rows, gv.cols])?;
         backend.unary(UnaryOp::Silu, &gate, gv, &mut gate_act, gv)?;
@@ -165,7 +181,9 @@ impl<B: TransformerOps> DecoderLayer<B> {
             Vec::new()
         };
         let act = binary_new(backend, BinaryOp::Mul, &gate_act, &up)?;
-        let (down, down_cache) = self.down_proj.forward(backend, &act)?;
+        let (down, down_cache) = self
+            .down_proj
+            .forward(backend, self.ffn_mixer.as_ref(), &act)?;
         let h_out = binary_new(backend, BinaryOp::Add, &h_mid, &down)?;
         let cache = LayerCache {
             h_in: h.clone(),
@@ -209,11 +227,14 @@ impl<B: TransformerOps> DecoderLayer<B> {
     ) -> Result<Option<B::Tensor>> {
         let shape = &dims.attention;
         let lin = |n: &str| format!("{prefix}.{n}");
+        let mut attn_grads = mixer_grads(backend, &self.attn_mixer)?;
+        let mut ffn_grads = mixer_grads(backend, &self.ffn_mixer)?;
         // FFN block.
         let grad_act = self
             .down_proj
             .backward(
                 backend,
+                shared(&self.ffn_mixer, &mut ffn_grads),
                 &cache.down_cache,
                 grad_h,
                 &lin("mlp.down_proj"),
@@ -231,6 +252,7 @@ impl<B: TransformerOps> DecoderLayer<B> {
             .gate_proj
             .backward(
                 backend,
+                shared(&self.ffn_mixer, &mut ffn_grads),
                 &cache.gate_cache,
                 &grad_gate,
                 &lin("mlp.gate_proj"),
@@ -242,6 +264,7 @@ impl<B: TransformerOps> DecoderLayer<B> {
             .up_proj
             .backward(
                 backend,
+                shared(&self.ffn_mixer, &mut ffn_grads),
                 &cache.up_cache,
                 &grad_up,
                 &lin("mlp.up_proj"),
@@ -266,6 +289,7 @@ impl<B: TransformerOps> DecoderLayer<B> {
             .o_proj
             .backward(
                 backend,
+                shared(&self.attn_mixer, &mut attn_grads),
                 &cache.o_cache,
                 &grad_mid,
                 &lin("self_attn.o_proj"),
@@ -301,6 +325,7 @@ impl<B: TransformerOps> DecoderLayer<B> {
         let need_x = need_grad_h || self.input_norm.trainable;
         let q_part = self.q_proj.backward(
             backend,
+            shared(&self.attn_mixer, &mut attn_grads),
             &cache.q_cache,
             &gq,
             &lin("self_attn.q_proj"),
@@ -309,6 +334,7 @@ impl<B: TransformerOps> DecoderLayer<B> {
         )?;
         let k_part = self.k_proj.backward(
             backend,
+            shared(&self.attn_mixer, &mut attn_grads),
             &cache.k_cache,
             &gk,
             &lin("self_attn.k_proj"),
@@ -317,12 +343,15 @@ impl<B: TransformerOps> DecoderLayer<B> {
         )?;
         let v_part = self.v_proj.backward(
             backend,
+            shared(&self.attn_mixer, &mut attn_grads),
             &cache.v_cache,
             &gv,
             &lin("self_attn.v_proj"),
             grads,
             need_x,
         )?;
+        store_mixer_grads(backend, grads, &lin("mlp.mixer"), ffn_grads)?;
+        store_mixer_grads(backend, grads, &lin("self_attn.mixer"), attn_grads)?;
         let (Some(mut grad_xn1), Some(k_part), Some(v_part)) = (q_part, k_part, v_part) else {
             return Ok(None);
         };
@@ -364,7 +393,50 @@ impl<B: TransformerOps> DecoderLayer<B> {
         for (name, linear) in self.projections_mut() {
             linear.visit_trainable(&format!("{prefix}.{name}"), visit)?;
         }
+        for (name, mixer) in [
+            ("self_attn.mixer", &mut self.attn_mixer),
+            ("mlp.mixer", &mut self.ffn_mixer),
+        ] {
+            if let Some(m) = mixer {
+                let p = format!("{prefix}.{name}");
+                visit(
+                    &format!("{p}.blkdiag1"),
+                    ParamGroup::Monarch,
+                    &mut m.monarch.blkdiag1,
+                )?;
+                visit(
+                    &format!("{p}.blkdiag2"),
+                    ParamGroup::Monarch,
+                    &mut m.monarch.blkdiag2,
+                )?;
+                visit(
+                    &format!("{p}.mixer_vec"),
+                    ParamGroup::Decay,
+                    &mut m.mixer_vec,
+                )?;
+            }
+        }
         Ok(())
+    }
+
+    /// The shared mixer the projection `name` (e.g. `mlp.up_proj`) reads.
+    pub fn mixer_for(&self, name: &str) -> Option<&Mixer<B>> {
+        if name.starts_with("self_attn") {
+            self.attn_mixer.as_ref()
+        } else {
+            self.ffn_mixer.as_ref()
+        }
+    }
+
+    /// The dense weight of projection `name`, fused with its layer's mixer.
+    pub fn dense_weight(&self, backend: &B, name: &str) -> Result<B::Tensor> {
+        let linear = self
+            .projections()
+            .into_iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, l)| l)
+            .ok_or_else(|| apex_core::ApexError::config(name.to_string(), "no such projection"))?;
+        linear.dense_weight(backend, self.mixer_for(name))
     }
 
     /// The seven projections with their HF names relative to the layer.
@@ -392,6 +464,37 @@ impl<B: TransformerOps> DecoderLayer<B> {
             ("mlp.down_proj", &self.down_proj),
         ]
     }
+}
+
+/// Zero gradients for a layer's mixer, if it has one.
+fn mixer_grads<B: Backend>(backend: &B, mixer: &Option<Mixer<B>>) -> Result<Option<MixerGrads<B>>> {
+    mixer
+        .as_ref()
+        .map(|m| MixerGrads::zeros(backend, m))
+        .transpose()
+}
+
+/// The `(mixer, gradient buffer)` pair a Mix module's backward accumulates into.
+fn shared<'a, B: Backend>(
+    mixer: &'a Option<Mixer<B>>,
+    grads: &'a mut Option<MixerGrads<B>>,
+) -> Option<(&'a Mixer<B>, &'a mut MixerGrads<B>)> {
+    mixer.as_ref().zip(grads.as_mut())
+}
+
+/// Moves a layer's summed mixer gradients into `grads` under `prefix.*`.
+fn store_mixer_grads<B: Backend>(
+    backend: &B,
+    grads: &mut Gradients<B>,
+    prefix: &str,
+    mixer: Option<MixerGrads<B>>,
+) -> Result<()> {
+    if let Some(m) = mixer {
+        grads.accumulate(backend, &format!("{prefix}.blkdiag1"), &m.monarch.blkdiag1)?;
+        grads.accumulate(backend, &format!("{prefix}.blkdiag2"), &m.monarch.blkdiag2)?;
+        grads.accumulate(backend, &format!("{prefix}.mixer_vec"), &m.mixer_vec)?;
+    }
+    Ok(())
 }
 
 /// RMSNorm backward with the weight gradient only when the norm is trainable.

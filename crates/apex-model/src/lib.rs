@@ -37,11 +37,13 @@ pub mod layer;
 pub mod linear;
 pub mod model;
 pub mod params;
+pub mod replicated_mix_row;
 
 pub use checkpoint::{write_atomic, CONFIG_FILE, WEIGHTS_FILE};
 pub use error::{ModelError, Result};
 pub use grads::Gradients;
 pub use layer::{DecoderLayer, LayerStats, Param};
-pub use linear::{Dense, Linear, Lora};
+pub use linear::{Dense, Linear, LinearCache, Lora};
 pub use model::{Batch, LlamaModel, LossSum, StepOutput};
 pub use params::{ParamGroup, ParamVisitor};
+pub use replicated_mix_row::ReplicatedMixRow;

@@ -138,6 +138,7 @@ impl<B: TransformerOps> LlamaModel<B> {
     /// every parameter frozen. `seed` makes it reproducible.
     pub fn init_random(backend: &B, config: &ModelConfig, std: f64, seed: u64) -> Result<Self> {
         config.validate()?;
+        crate::checkpoint::check_supported(config)?;
         let mut rng = StdRng::seed_from_u64(seed);
         let mut normal = |shape: &[usize]| -> Result<B::Tensor> {
             let n: usize = shape.iter().product();
@@ -177,6 +178,8 @@ impl<B: TransformerOps> LlamaModel<B> {
                 gate_proj: frozen(normal(&[n, d])?),
                 up_proj: frozen(normal(&[n, d])?),
                 down_proj: frozen(normal(&[d, n])?),
+                attn_mixer: None,
+                ffn_mixer: None,
             });
         }
         let lm_head = if config.tie_word_embeddings {
@@ -429,9 +432,14 @@ impl<B: TransformerOps> LlamaModel<B> {
     pub fn to_dense(&self, backend: &B) -> Result<Self> {
         let mut out = self.clone();
         for layer in &mut out.layers {
-            for (_, linear) in layer.projections_mut() {
-                *linear = Linear::dense(linear.dense_weight(backend)?, false);
+            let fused = layer
+                .projections()
+                .map(|(name, _)| layer.dense_weight(backend, name));
+            for ((_, linear), weight) in layer.projections_mut().into_iter().zip(fused) {
+                *linear = Linear::dense(weight?, false);
             }
+            layer.attn_mixer = None;
+            layer.ffn_mixer = None;
         }
         out.set_embeddings_trainable(false);
         out.set_norms_trainable(false);

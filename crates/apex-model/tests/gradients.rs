@@ -113,7 +113,7 @@ fn lora_factor_gradients_match_finite_differences() {
     let mut model = tiny_model(false, 5);
     for (i, layer) in model.layers.iter_mut().enumerate() {
         for (j, (_, linear)) in layer.projections_mut().into_iter().enumerate() {
-            let base = linear.dense_weight(&cpu).unwrap();
+            let base = linear.dense_weight(&cpu, None).unwrap();
             let (out, inp) = linear.dims(&cpu).unwrap();
             let r = 2;
             let a = direction(r * inp, 10 * i + j);
@@ -147,4 +147,19 @@ fn frozen_weights_get_no_gradient() {
         .unwrap();
     let names: Vec<&str> = grads.iter().map(|(n, _)| n).collect();
     assert_eq!(names, ["model.layers.1.mlp.up_proj.weight"]);
+}
+
+#[test]
+fn apex_module_and_shared_mixer_gradients_match_finite_differences() {
+    let mut model = common::apex_model(8);
+    let names = check_all(&mut model);
+    // Per layer: q, k, v, gate, up, down s2; v, gate, up mixer_scale; 2 o replicas;
+    // two mixers of 3 tensors each.
+    assert_eq!(names.len(), 2 * (6 + 3 + 2 + 6));
+    assert!(names
+        .iter()
+        .any(|n| n == "model.layers.1.self_attn.o_proj.replica1.s2"));
+    assert!(names
+        .iter()
+        .any(|n| n == "model.layers.0.mlp.mixer.blkdiag2"));
 }

@@ -1,1 +1,57 @@
-fn main() {}
+//! `cargo xtask <task>`: project automation.
+//!
+//! * `conformance --vectors DIR [--backend cpu|cpu-f64]`: runs every golden
+//!   vector in DIR, prints per file and tensor the max abs/rel error and the
+//!   verdict, exits 1 on any failure (a malformed file is a failure with its
+//!   reason, never a panic).
+//! * `bench [--quick]`: runs the criterion benchmarks and prints the table
+//!   (op, shape, time, ratio to the dense baseline of the same run, GFLOP/s).
+
+mod bench;
+mod conformance;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "xtask", about = "apex-rs project tasks")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Run golden conformance vectors on a backend.
+    Conformance {
+        /// Directory of `.safetensors` vectors (spec §0.1).
+        #[arg(long, default_value = "tests/vectors")]
+        vectors: PathBuf,
+        /// Backend to run: cpu (f32) or cpu-f64.
+        #[arg(long, default_value = "cpu")]
+        backend: String,
+    },
+    /// Run the criterion benchmarks and print the comparison table.
+    Bench {
+        /// Shorter measurement (noisier), for a smoke run.
+        #[arg(long)]
+        quick: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.task {
+        Task::Conformance { vectors, backend } => conformance::run(&vectors, &backend),
+        Task::Bench { quick } => bench::run(quick),
+    };
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}

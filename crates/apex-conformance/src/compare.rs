@@ -59,8 +59,8 @@ pub fn compare(name: &str, got: &HostTensor, want: &HostTensor, rtol: f64) -> Te
     };
     for (&g, &w) in got.data.iter().zip(&want.data) {
         let err = (g - w).abs();
-        // NaN never passes: the comparison below is false for it.
-        if !(err <= atol + rtol * w.abs()) {
+        let within = err <= atol + rtol * w.abs(); // false for NaN
+        if !within {
             report.failures += 1;
         }
         report.max_abs_error =

@@ -8,6 +8,7 @@
 //!
 //! `cargo xtask conformance --vectors DIR --backend cpu` is a thin CLI over [`runner`].
 
+pub mod backends;
 pub mod case;
 pub mod compare;
 pub mod random_case;

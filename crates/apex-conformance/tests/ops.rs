@@ -3,40 +3,119 @@
 //! on the CPU backend. Each property is checked against an independent
 //! formulation (host loops written from the spec), never against itself.
 
-use apex_conformance::{differentiable_inputs, random_case, run_case, Case, HostTensor, Op, Sizes};
+use apex_conformance::backends::{self, Available};
+use apex_conformance::{differentiable_inputs, random_case, run_case, Case, Op, Sizes};
 use apex_core::{
     ops, Backend, Element, MatView, MixColumn, MixRow, Mixer, MixerGrads, Monarch, MonarchInit,
     UnaryOp,
 };
 use apex_cpu::CpuBackend;
+use libtest_mimic::{Arguments, Trial};
 
-/// Instantiates a generic test body `fn(&B)` once per backend.
-macro_rules! on_every_backend {
-    ($($body:ident),* $(,)?) => {$(
-        mod $body {
-            #[test]
-            fn cpu_f64() {
-                super::$body(&apex_cpu::CpuBackend::<f64>::new());
-            }
-            #[test]
-            fn cpu_f32() {
-                super::$body(&apex_cpu::CpuBackend::<f32>::new());
-            }
-        }
-    )*};
+/// A named test body generic over the backend.
+type GenericBody<B> = (&'static str, fn(&B));
+
+/// Every generic body, instantiated for one backend type.
+fn generic_bodies<B: Backend>() -> Vec<GenericBody<B>> {
+    vec![
+        ("monarch_spec_unit_test_1", monarch_spec_unit_test_1::<B>),
+        ("monarch_spec_unit_test_2", monarch_spec_unit_test_2::<B>),
+        (
+            "monarch_dense_matches_the_block_formula",
+            monarch_dense_matches_the_block_formula::<B>,
+        ),
+        (
+            "monarch_forward_and_transposed_apply_match_dense",
+            monarch_forward_and_transposed_apply_match_dense::<B>,
+        ),
+        (
+            "mix_column_fused_forward_equals_unfused",
+            mix_column_fused_forward_equals_unfused::<B>,
+        ),
+        (
+            "mix_row_fused_forward_equals_unfused",
+            mix_row_fused_forward_equals_unfused::<B>,
+        ),
+        (
+            "mix_row_input_side_equals_weight_side",
+            mix_row_input_side_equals_weight_side::<B>,
+        ),
+        (
+            "function_is_preserved_at_stage_start",
+            function_is_preserved_at_stage_start::<B>,
+        ),
+        ("shape_errors_are_typed", shape_errors_are_typed::<B>),
+    ]
 }
 
-on_every_backend!(
-    monarch_spec_unit_test_1,
-    monarch_spec_unit_test_2,
-    monarch_dense_matches_the_block_formula,
-    monarch_forward_and_transposed_apply_match_dense,
-    mix_column_fused_forward_equals_unfused,
-    mix_row_fused_forward_equals_unfused,
-    mix_row_input_side_equals_weight_side,
-    function_is_preserved_at_stage_start,
-    shape_errors_are_typed,
-);
+/// One trial per generic body for `backend`; an unavailable backend's trials
+/// are ignored (reported as skipped, not passed) and the reason is printed.
+fn backend_trials<B: Backend>(label: &str, backend: Available<B>, trials: &mut Vec<Trial>) {
+    if let Err(why) = &backend {
+        eprintln!("SKIPPED backend {label}: {why}");
+    }
+    for (name, body) in generic_bodies::<B>() {
+        let trial_name = format!("{name}::{label}");
+        trials.push(match &backend {
+            Ok(b) => {
+                let b = b.clone();
+                Trial::test(trial_name, move || {
+                    body(&b);
+                    Ok(())
+                })
+            }
+            Err(_) => Trial::test(trial_name, || Ok(())).with_ignored_flag(true),
+        });
+    }
+}
+
+fn main() {
+    let args = Arguments::from_args();
+    let mut trials = Vec::new();
+    backend_trials("cpu_f64", backends::cpu_f64(), &mut trials);
+    backend_trials("cpu_f32", backends::cpu_f32(), &mut trials);
+    let plain: Vec<(&str, fn())> = vec![
+        (
+            "monarch_gradients_match_finite_differences",
+            monarch_gradients_match_finite_differences,
+        ),
+        (
+            "mix_column_gradients_match_finite_differences",
+            mix_column_gradients_match_finite_differences,
+        ),
+        (
+            "mix_row_gradients_match_finite_differences",
+            mix_row_gradients_match_finite_differences,
+        ),
+        (
+            "s2_gradients_match_finite_differences",
+            s2_gradients_match_finite_differences,
+        ),
+        (
+            "shared_mixer_gradients_accumulate_across_up_gate_down",
+            shared_mixer_gradients_accumulate_across_up_gate_down,
+        ),
+        (
+            "properties::mix_column_fusion_is_exact_and_backends_agree",
+            properties::mix_column_fusion_is_exact_and_backends_agree,
+        ),
+        (
+            "properties::mix_row_fusion_is_exact_and_backends_agree",
+            properties::mix_row_fusion_is_exact_and_backends_agree,
+        ),
+        (
+            "properties::gradients_match_a_random_directional_derivative",
+            properties::gradients_match_a_random_directional_derivative,
+        ),
+    ];
+    for (name, body) in plain {
+        trials.push(Trial::test(name, move || {
+            body();
+            Ok(())
+        }));
+    }
+    libtest_mimic::run(&args, trials).exit();
+}
 
 fn tol<B: Backend>() -> f64 {
     if <B::Elem as Element>::EPSILON < 1e-10 {
@@ -443,7 +522,6 @@ fn check_gradients(case: &Case) {
     }
 }
 
-#[test]
 fn monarch_gradients_match_finite_differences() {
     for (k, seed) in [(6, 1), (12, 2), (7, 3), (10, 4)] {
         check_gradients(&random_case(
@@ -462,7 +540,6 @@ fn monarch_gradients_match_finite_differences() {
     }
 }
 
-#[test]
 fn mix_column_gradients_match_finite_differences() {
     for mix in [true, false] {
         for bias in [false, true] {
@@ -471,7 +548,6 @@ fn mix_column_gradients_match_finite_differences() {
     }
 }
 
-#[test]
 fn mix_row_gradients_match_finite_differences() {
     for mix in [true, false] {
         for bias in [false, true] {
@@ -486,7 +562,6 @@ fn mix_row_gradients_match_finite_differences() {
     }
 }
 
-#[test]
 fn s2_gradients_match_finite_differences() {
     let sizes = Sizes {
         rows: 4,
@@ -506,7 +581,6 @@ fn s2_gradients_match_finite_differences() {
 /// MixRow; loss = Σ down(SiLU(gate)·up) ⊙ G. The shared ∂v, ∂W1, ∂W2 must be
 /// the sum over the three modules (spec §5.4) — checked by finite differences
 /// of the whole layer.
-#[test]
 fn shared_mixer_gradients_accumulate_across_up_gate_down() {
     let cpu = CpuBackend::<f64>::new();
     let (rows, d, n, k, t) = (3, 5, 14, 3, 9);
@@ -692,6 +766,7 @@ fn shared_mixer_gradients_accumulate_across_up_gate_down() {
 mod properties {
     use super::*;
     use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
 
     fn sizes() -> impl Strategy<Value = (Sizes, bool, bool, u64)> {
         // k up to 21 covers primes (b = 1), prime factors (k = 10, 14, 15, 21) and squares.
@@ -722,67 +797,125 @@ mod properties {
             })
     }
 
-    fn all_backends_agree(case: &Case) {
+    fn runner() -> TestRunner {
+        TestRunner::new(Config {
+            cases: 48,
+            failure_persistence: None,
+            ..Config::default()
+        })
+    }
+
+    /// Runs `property` over random cases; a failure panics with proptest's minimal case.
+    fn check(
+        strategy: impl Strategy<Value = ((Sizes, bool, bool, u64), usize)>,
+        property: impl Fn(Case) -> Result<(), TestCaseError>,
+        op_of: impl Fn(usize) -> Op,
+    ) {
+        runner()
+            .run(&strategy, |((s, mix, bias, seed), op_index)| {
+                let op = op_of(op_index);
+                let s = if matches!(op, Op::MixRow | Op::S2Row) {
+                    mix_row_sizes(s)
+                } else {
+                    s
+                };
+                property(random_case(op, mix, bias, s, seed))
+            })
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    fn all_backends_agree(case: &Case) -> Result<(), TestCaseError> {
         let reference = run_case(&CpuBackend::<f64>::new(), case).unwrap();
         let f32_outputs = run_case(&CpuBackend::<f32>::new(), case).unwrap();
         for (name, want) in &reference {
             let report = apex_conformance::compare(name, &f32_outputs[name], want, 1e-4);
-            assert!(
+            prop_assert!(
                 report.passed(),
                 "cpu-f32 vs cpu-f64 {:?} {name}: {report:?}",
                 case.op
             );
         }
+        Ok(())
     }
 
-    fn host(reference: &HostTensor) -> Vec<f64> {
-        reference.data.clone()
+    fn fusion_is_exact(case: Case) -> Result<(), TestCaseError> {
+        let outputs = run_case(&CpuBackend::<f64>::new(), &case).unwrap();
+        let fused = fused_forward(&case, &outputs);
+        let scale = outputs["out"]
+            .data
+            .iter()
+            .fold(1e-30f64, |m, v| m.max(v.abs()));
+        for (f, o) in fused.iter().zip(&outputs["out"].data) {
+            prop_assert!((f - o).abs() <= 1e-10 * scale, "fused {f} vs unfused {o}");
+        }
+        all_backends_agree(&case)
     }
 
-    proptest! {
-        #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+    pub fn mix_column_fusion_is_exact_and_backends_agree() {
+        check((sizes(), Just(0)), fusion_is_exact, |_| Op::MixColumn);
+    }
 
-        #[test]
-        fn mix_column_fusion_is_exact_and_backends_agree((s, mix, bias, seed) in sizes()) {
-            let case = random_case(Op::MixColumn, mix, bias, s, seed);
-            let outputs = run_case(&CpuBackend::<f64>::new(), &case).unwrap();
-            assert_close("fused", &fused_forward(&case, &outputs), &host(&outputs["out"]), 1e-10);
-            all_backends_agree(&case);
-        }
+    pub fn mix_row_fusion_is_exact_and_backends_agree() {
+        check((sizes(), Just(0)), fusion_is_exact, |_| Op::MixRow);
+    }
 
-        #[test]
-        fn mix_row_fusion_is_exact_and_backends_agree((s, mix, bias, seed) in sizes()) {
-            let case = random_case(Op::MixRow, mix, bias, mix_row_sizes(s), seed);
-            let outputs = run_case(&CpuBackend::<f64>::new(), &case).unwrap();
-            assert_close("fused", &fused_forward(&case, &outputs), &host(&outputs["out"]), 1e-10);
-            all_backends_agree(&case);
-        }
-
-        /// Directional derivative: (L(θ+hδ) − L(θ−hδ))/2h = ⟨∇L, δ⟩ over all differentiable inputs.
-        #[test]
-        fn gradients_match_a_random_directional_derivative((s, mix, bias, seed) in sizes(), op_index in 0usize..5) {
-            let op = [Op::Monarch, Op::MixColumn, Op::MixRow, Op::S2Column, Op::S2Row][op_index];
-            let s = if matches!(op, Op::MixRow | Op::S2Row) { mix_row_sizes(s) } else { s };
-            let case = random_case(op, mix, bias, s, seed);
-            let cpu = CpuBackend::<f64>::new();
-            let grads = run_case(&cpu, &case).unwrap();
-            let direction = random_case(op, mix, bias, s, seed ^ 0x5eed);
-            let h = 1e-6;
-            let shifted = |sign: f64| {
-                let mut c = case.clone();
-                for &name in differentiable_inputs(op) {
-                    for (x, d) in c.inputs.get_mut(name).unwrap().data.iter_mut().zip(&direction.inputs[name].data) {
-                        *x += sign * h * d;
+    /// Directional derivative: (L(θ+hδ) − L(θ−hδ))/2h = ⟨∇L, δ⟩ over all differentiable inputs.
+    pub fn gradients_match_a_random_directional_derivative() {
+        const OPS: [Op; 5] = [
+            Op::Monarch,
+            Op::MixColumn,
+            Op::MixRow,
+            Op::S2Column,
+            Op::S2Row,
+        ];
+        check(
+            (sizes(), 0usize..5),
+            |case| {
+                let op = case.op;
+                let cpu = CpuBackend::<f64>::new();
+                let grads = run_case(&cpu, &case).unwrap();
+                // A second random case of the same shapes serves as the direction δ.
+                let direction: Vec<Vec<f64>> = differentiable_inputs(op)
+                    .iter()
+                    .map(|&name| {
+                        case.inputs[name]
+                            .data
+                            .iter()
+                            .enumerate()
+                            .map(|(i, _)| (((i * 7919 + 13) % 101) as f64 / 50.0) - 1.0)
+                            .collect()
+                    })
+                    .collect();
+                let h = 1e-6;
+                let shifted = |sign: f64| {
+                    let mut c = case.clone();
+                    for (&name, d) in differentiable_inputs(op).iter().zip(&direction) {
+                        for (x, d) in c.inputs.get_mut(name).unwrap().data.iter_mut().zip(d) {
+                            *x += sign * h * d;
+                        }
                     }
-                }
-                c.loss(&cpu).unwrap()
-            };
-            let numeric = (shifted(1.0) - shifted(-1.0)) / (2.0 * h);
-            let analytic: f64 = differentiable_inputs(op)
-                .iter()
-                .map(|&name| grads[&format!("grad_{name}")].data.iter().zip(&direction.inputs[name].data).map(|(g, d)| g * d).sum::<f64>())
-                .sum();
-            prop_assert!((numeric - analytic).abs() <= 1e-6 * (1.0 + analytic.abs()), "{op:?}: numeric {numeric} vs analytic {analytic}");
-        }
+                    c.loss(&cpu).unwrap()
+                };
+                let numeric = (shifted(1.0) - shifted(-1.0)) / (2.0 * h);
+                let analytic: f64 = differentiable_inputs(op)
+                    .iter()
+                    .zip(&direction)
+                    .map(|(&name, d)| {
+                        grads[&format!("grad_{name}")]
+                            .data
+                            .iter()
+                            .zip(d)
+                            .map(|(g, d)| g * d)
+                            .sum::<f64>()
+                    })
+                    .sum();
+                prop_assert!(
+                    (numeric - analytic).abs() <= 1e-6 * (1.0 + analytic.abs()),
+                    "{op:?}: numeric {numeric} vs analytic {analytic}"
+                );
+                Ok(())
+            },
+            |i| OPS[i],
+        );
     }
 }

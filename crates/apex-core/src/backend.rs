@@ -3,13 +3,14 @@
 //! The trait is deliberately small. Monarch, MixColumn, MixRow, fusion and
 //! scoring are written once in apex-core on these primitives. Every primitive
 //! works on strided [`MatView`]s, so slices, transposes and the Monarch stride
-//! permutations are free. A backend may override a composite (see
-//! [`crate::monarch::MonarchKernels`]) with a fused kernel; the conformance tests
-//! hold every override to the composite.
+//! permutations are free. A backend may override a composite (the provided
+//! `monarch_*` methods below) with a fused kernel; the conformance tests hold
+//! every override to the composite.
 
 use crate::element::Element;
 use crate::error::Result;
 use crate::layout::{BatchView, MatView};
+use crate::monarch::Monarch;
 use std::fmt::Debug;
 
 /// Elementwise binary operations for [`Backend::binary`].
@@ -154,4 +155,37 @@ pub trait Backend: Clone + Debug + Send + Sync + 'static {
 
     /// Columns `index` of a 2-D tensor: `out[:, j] = x[:, index[j]]`.
     fn gather_columns(&self, x: &Self::Tensor, index: &[usize]) -> Result<Self::Tensor>;
+
+    // ---- composites a backend may fuse -------------------------------------
+
+    /// `out = x·Mᵀ + β·out` for a Monarch map (x, out: n×k views, already
+    /// shape-checked); returns the stage-1 output (n×k). Default: the
+    /// two-GEMM composite [`Monarch::forward_composite`].
+    #[allow(clippy::too_many_arguments)]
+    fn monarch_forward(
+        &self,
+        monarch: &Monarch<Self>,
+        x: &Self::Tensor,
+        x_view: MatView,
+        beta: Self::Elem,
+        out: &mut Self::Tensor,
+        out_view: MatView,
+    ) -> Result<Self::Tensor> {
+        monarch.forward_composite(self, x, x_view, beta, out, out_view)
+    }
+
+    /// `out = g·M + β·out` (g, out: n×k views, already shape-checked); returns
+    /// the intermediate ∂Y1 (n×k). Default: [`Monarch::apply_transposed_composite`].
+    #[allow(clippy::too_many_arguments)]
+    fn monarch_apply_transposed(
+        &self,
+        monarch: &Monarch<Self>,
+        g: &Self::Tensor,
+        g_view: MatView,
+        beta: Self::Elem,
+        out: &mut Self::Tensor,
+        out_view: MatView,
+    ) -> Result<Self::Tensor> {
+        monarch.apply_transposed_composite(self, g, g_view, beta, out, out_view)
+    }
 }

@@ -206,7 +206,8 @@ mod tests {
         assert_eq!(v.extent(), 2 * 4 + 2 + 1);
         let t = v.t();
         assert_eq!(t.dims(), [2, 3]);
-        assert_eq!(t.offset + 1 * t.row_stride + 2 * t.col_stride, 2 * 4 + 2);
+        // Transposed element (1, 2) is original element (2, 1 + 1) = buffer index 2·4 + 2.
+        assert_eq!(t.offset + t.row_stride + 2 * t.col_stride, 2 * 4 + 2);
     }
 
     #[test]

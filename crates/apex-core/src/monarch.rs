@@ -193,7 +193,9 @@ impl<B: Backend> Monarch<B> {
     }
 
     /// `out = x·Mᵀ + β·out` row-wise (x, out: n×k views). Returns the stage-1
-    /// output (n×k, contiguous), which the weight gradients need.
+    /// output (n×k, contiguous), which the weight gradients need. Runs the
+    /// backend's [`Backend::monarch_forward`] (the composite below unless the
+    /// backend fuses it).
     #[allow(clippy::too_many_arguments)]
     pub fn forward_into(
         &self,
@@ -206,6 +208,21 @@ impl<B: Backend> Monarch<B> {
     ) -> Result<B::Tensor> {
         self.check_rows("monarch.forward", &x_view)?;
         self.check_rows("monarch.forward", &out_view)?;
+        backend.monarch_forward(self, x, x_view, beta, out, out_view)
+    }
+
+    /// The composite forward: two strided batched GEMMs, the permutations folded
+    /// into their views. The reference every fused override is tested against.
+    #[allow(clippy::too_many_arguments)]
+    pub fn forward_composite(
+        &self,
+        backend: &B,
+        x: &B::Tensor,
+        x_view: MatView,
+        beta: B::Elem,
+        out: &mut B::Tensor,
+        out_view: MatView,
+    ) -> Result<B::Tensor> {
         let n = x_view.rows;
         let stage1_view = MatView::full(n, self.k);
         let mut stage1 = backend.zeros(&[n, self.k])?;
@@ -236,6 +253,7 @@ impl<B: Backend> Monarch<B> {
 
     /// `out = g·M + β·out` row-wise (g, out: n×k views): the transposed apply.
     /// Returns the intermediate ∂Y1 (n×k, contiguous) that the weight gradients need.
+    /// Runs the backend's [`Backend::monarch_apply_transposed`].
     #[allow(clippy::too_many_arguments)]
     pub fn apply_transposed_into(
         &self,
@@ -248,6 +266,20 @@ impl<B: Backend> Monarch<B> {
     ) -> Result<B::Tensor> {
         self.check_rows("monarch.apply_transposed", &g_view)?;
         self.check_rows("monarch.apply_transposed", &out_view)?;
+        backend.monarch_apply_transposed(self, g, g_view, beta, out, out_view)
+    }
+
+    /// The composite transposed apply (two strided batched GEMMs).
+    #[allow(clippy::too_many_arguments)]
+    pub fn apply_transposed_composite(
+        &self,
+        backend: &B,
+        g: &B::Tensor,
+        g_view: MatView,
+        beta: B::Elem,
+        out: &mut B::Tensor,
+        out_view: MatView,
+    ) -> Result<B::Tensor> {
         let n = g_view.rows;
         let mid_view = MatView::full(n, self.k);
         let mut mid = backend.zeros(&[n, self.k])?;

@@ -23,6 +23,11 @@
 mod tensor;
 mod transformer_ops;
 
+/// The README's Rust examples run as doctests, so the README cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;
+
 pub use tensor::CpuTensor;
 
 use apex_core::layout::{check_gemm, check_indices, check_same_dims};

@@ -1,0 +1,18 @@
+//! The backends a test run can reach. A backend that is absent here (no GPU,
+//! no driver, feature off) is reported as skipped with its reason — never as
+//! passed: test harnesses mark its trials *ignored*.
+
+use apex_cpu::CpuBackend;
+
+/// A backend to test, or the reason it is unavailable on this machine.
+pub type Available<B> = Result<B, String>;
+
+/// The CPU reference backend in f64 (always available).
+pub fn cpu_f64() -> Available<CpuBackend<f64>> {
+    Ok(CpuBackend::new())
+}
+
+/// The CPU backend in f32 (always available).
+pub fn cpu_f32() -> Available<CpuBackend<f32>> {
+    Ok(CpuBackend::new())
+}

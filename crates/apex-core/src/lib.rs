@@ -25,7 +25,10 @@ pub mod mixer;
 pub mod model_config;
 pub mod monarch;
 pub mod ops;
+pub mod permute;
+pub mod recorder;
 pub mod s2;
+pub mod selection;
 pub mod settings;
 pub mod split_linear;
 

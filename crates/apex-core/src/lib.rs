@@ -26,6 +26,7 @@ pub mod model_config;
 pub mod monarch;
 pub mod ops;
 pub mod permute;
+pub mod plan;
 pub mod recorder;
 pub mod s2;
 pub mod selection;

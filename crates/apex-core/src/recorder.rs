@@ -107,10 +107,7 @@ impl ScoreRecorder {
             RecordMethod::Rank | RecordMethod::MaRank => {
                 let delta = rank_delta(a, self.k);
                 if self.method == RecordMethod::Rank {
-                    self.state
-                        .iter_mut()
-                        .zip(delta)
-                        .for_each(|(s, d)| *s += d);
+                    self.state.iter_mut().zip(delta).for_each(|(s, d)| *s += d);
                 } else {
                     self.state
                         .iter_mut()

@@ -249,12 +249,21 @@ fn rng_for(seed: u64, selection: u32, stream: Stream, layer: usize) -> StdRng {
     StdRng::seed_from_u64(key)
 }
 
-fn check_scores(scores: &[Vec<f64>], layers: usize, units: usize, what: &'static str) -> Result<()> {
+fn check_scores(
+    scores: &[Vec<f64>],
+    layers: usize,
+    units: usize,
+    what: &'static str,
+) -> Result<()> {
     if scores.len() != layers {
         return Err(ApexError::shape(what, &[layers, units], &[scores.len()]));
     }
     match scores.iter().find(|layer| layer.len() != units) {
-        Some(layer) => Err(ApexError::shape(what, &[layers, units], &[layers, layer.len()])),
+        Some(layer) => Err(ApexError::shape(
+            what,
+            &[layers, units],
+            &[layers, layer.len()],
+        )),
         None => Ok(()),
     }
 }
@@ -435,7 +444,10 @@ mod tests {
             head_budget(32, 32, 0.375, 1, 0),
             HeadBudget::Uniform { k: 6 }
         );
-        assert_eq!(head_budget(4, 2, 0.5, 1, 10), HeadBudget::Sparse { layers: 0 });
+        assert_eq!(
+            head_budget(4, 2, 0.5, 1, 10),
+            HeadBudget::Sparse { layers: 0 }
+        );
     }
 
     #[test]
@@ -469,7 +481,10 @@ mod tests {
     fn k_shrinks_to_half_the_candidates_and_e_clamps() {
         let s = [3.0, 1.0, 2.0];
         let sel = select_layer(&s, 2, Some(1), &[], false).unwrap();
-        assert_eq!((sel.advantageous.clone(), sel.disadvantageous.clone()), (vec![0], vec![1]));
+        assert_eq!(
+            (sel.advantageous.clone(), sel.disadvantageous.clone()),
+            (vec![0], vec![1])
+        );
         assert!(sel.extras.is_empty());
     }
 

@@ -354,6 +354,22 @@ impl fmt::Display for ParameterPlan {
                 ""
             }
         )?;
+        let s = &self.settings;
+        let ratio = |r: Option<f64>| r.map_or("none".to_string(), |r| r.to_string());
+        writeln!(
+            f,
+            "settings: u_ratio = {}, v_ratio = {}, tuned_ffn_ratio = {}, tuned_attn_ratio = {}\n          \
+             finetune_qk = {}, train_embeddings_and_lm_head = {}, train_norms = {}, \
+             find_largest_divisor = {}",
+            s.u_ratio,
+            s.v_ratio,
+            ratio(s.tuned_ffn_ratio),
+            ratio(s.tuned_attn_ratio),
+            s.finetune_qk,
+            s.train_embeddings_and_lm_head,
+            s.train_norms,
+            s.find_largest_divisor
+        )?;
         writeln!(f, "FFN channels:         {}", self.ffn)?;
         for unit in &self.attention {
             writeln!(f, "attention KV groups:  {unit}")?;
@@ -404,11 +420,15 @@ impl fmt::Display for ParameterPlan {
             writeln!(f, "{}", text.trim_end())?;
         }
         writeln!(f)?;
-        writeln!(f, "trainable: {:>15}", thousands(self.trainable))?;
-        writeln!(f, "model:     {:>15}", thousands(self.model_parameters))?;
+        writeln!(f, "trainable parameters: {:>15}", thousands(self.trainable))?;
+        writeln!(
+            f,
+            "model parameters:     {:>15}",
+            thousands(self.model_parameters)
+        )?;
         write!(
             f,
-            "fraction:  {:>15}",
+            "trained fraction:     {:>15}",
             percent(self.trainable, self.model_parameters)
         )
     }

@@ -6,6 +6,7 @@
 //! authors' script option by option.
 
 use crate::error::{ApexError, Result};
+use crate::monarch::MonarchInit;
 use serde::{Deserialize, Serialize};
 
 /// How k evolves over stages (spec §3.1, §0.7).
@@ -49,18 +50,6 @@ pub enum HeadStatistic {
     AttentionProbs,
 }
 
-/// Initialisation of the Monarch factors (spec §4.1, `init_method`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum InitMethod {
-    /// W1, W2 ~ U(−0.01/√p, 0.01/√p) (the reference's argparse default).
-    Noise,
-    /// W1 ~ U(−1/p, 1/p), W2 = 0, so M = 0 at init (the shipped script).
-    Random,
-    /// W1 = W2 = 0; M stays 0 (degenerate, kept for parity).
-    Zeros,
-}
-
 /// Everything that decides which units APEX selects and which parameters it
 /// trains.
 ///
@@ -99,7 +88,7 @@ pub struct ApexSettings {
     /// D receives v⊙D + M·A (true), or A mixes with itself (false).
     pub mix_channels: bool,
     /// Monarch initialisation.
-    pub init_method: InitMethod,
+    pub init_method: MonarchInit,
     /// Use the largest proper divisor as the Monarch block count.
     pub find_largest_divisor: bool,
     /// The seed every random choice derives from.
@@ -127,7 +116,7 @@ impl ApexSettings {
             random_assessment: false,
             reverse: false,
             mix_channels: true,
-            init_method: InitMethod::Random,
+            init_method: MonarchInit::Random,
             find_largest_divisor: false,
             seed: 42,
         }
@@ -170,7 +159,7 @@ impl Default for ApexSettings {
             count_padding: false,
             finetune_qk: false,
             train_embeddings_and_lm_head: false,
-            init_method: InitMethod::Noise,
+            init_method: MonarchInit::Noise,
             ..ApexSettings::reference()
         }
     }
@@ -188,8 +177,8 @@ mod tests {
         default.validate().unwrap();
         assert!(reference.count_padding && !default.count_padding);
         assert!(reference.finetune_qk && !default.finetune_qk);
-        assert_eq!(reference.init_method, InitMethod::Random);
-        assert_eq!(default.init_method, InitMethod::Noise);
+        assert_eq!(reference.init_method, MonarchInit::Random);
+        assert_eq!(default.init_method, MonarchInit::Noise);
     }
 
     #[test]

@@ -485,6 +485,36 @@ mod tests {
     }
 
     #[test]
+    fn model_recorders_use_k_of_the_stage_counter() {
+        let config = ModelConfig::from_json_str(
+            r#"{"hidden_size": 8, "intermediate_size": 16, "num_attention_heads": 4,
+                "num_key_value_heads": 2, "num_hidden_layers": 2, "vocab_size": 10}"#,
+            "t",
+        )
+        .unwrap();
+        let settings = ApexSettings {
+            u_ratio: 0.5,
+            v_ratio: 0.5,
+            ..ApexSettings::reference()
+        };
+        let ramp: Vec<f64> = (0..16).map(f64::from).collect();
+        // m = 1: k = ⌊16·0.5/2⌋ = 4 channels, ⌊4·0.5/2⌋ = 1 head;
+        // m = 2: k = 2 channels, max(1, ⌊0.5⌋) = 1 head.
+        for (m, ffn_k) in [(1, 4), (2, 2)] {
+            let mut recorder = ModelRecorder::new(&settings, &config, m).unwrap();
+            recorder.ffn[1].update(&ramp).unwrap();
+            recorder.heads[0].update(&[0.0, 3.0, 1.0, 2.0]).unwrap();
+            let scores = recorder.scores();
+            let mut want = vec![0.0; 16];
+            want[..ffn_k].fill(-1.0);
+            want[16 - ffn_k..].fill(1.0);
+            assert_eq!(scores.ffn[1], want);
+            assert_eq!(scores.ffn[0], vec![0.0; 16]);
+            assert_eq!(scores.heads[0], vec![-1.0, 1.0, 0.0, 0.0]);
+        }
+    }
+
+    #[test]
     fn reset_zeroes_the_state() {
         let mut recorder = feed(RecordMethod::Avg);
         recorder.reset(2).unwrap();

@@ -2,8 +2,9 @@
 //! `config.json`, from a preset plus individual overrides.
 
 use apex_core::plan::plan;
-use apex_core::{ApexSettings, ModelConfig, Result};
+use apex_core::{ApexError, ApexSettings, ModelConfig, Result};
 use clap::{Args, ValueEnum};
+use std::io::{ErrorKind, Write};
 use std::path::PathBuf;
 
 /// Which settings to start from before applying overrides.
@@ -64,12 +65,17 @@ pub struct PlanArgs {
 }
 
 impl PlanArgs {
-    /// The preset with every given override applied.
-    fn settings(&self) -> ApexSettings {
-        let mut settings = match self.preset {
+    /// The preset's settings, before overrides.
+    fn preset(&self) -> ApexSettings {
+        match self.preset {
             Preset::Reference => ApexSettings::reference(),
             Preset::Default => ApexSettings::default(),
-        };
+        }
+    }
+
+    /// The preset with every given override applied.
+    fn settings(&self) -> ApexSettings {
+        let mut settings = self.preset();
         if let Some(v) = self.u_ratio {
             settings.u_ratio = v;
         }
@@ -101,15 +107,30 @@ impl PlanArgs {
 /// Reads the config, plans and prints the table.
 pub fn run(args: &PlanArgs) -> Result<()> {
     let config = ModelConfig::from_file(&args.config)?;
-    let plan = plan(&config, &args.settings())?;
+    let settings = args.settings();
+    let plan = plan(&config, &settings)?;
     let preset = match args.preset {
         Preset::Reference => "reference",
         Preset::Default => "default",
     };
-    println!(
-        "APEX plan for {} (preset {preset} with overrides, first stage)",
+    let overrides = if settings == args.preset() {
+        ""
+    } else {
+        " with overrides"
+    };
+    let mut stdout = std::io::stdout().lock();
+    let written = writeln!(
+        stdout,
+        "APEX plan for {} (preset {preset}{overrides}, first stage)",
         args.config.display()
-    );
-    println!("{plan}");
-    Ok(())
+    )
+    .and_then(|()| writeln!(stdout, "{plan}"));
+    match written {
+        // A closed pipe (`apex plan … | head`) is the reader's choice, not an error.
+        Err(error) if error.kind() != ErrorKind::BrokenPipe => Err(ApexError::Io {
+            path: "<stdout>".into(),
+            source: error,
+        }),
+        _ => Ok(()),
+    }
 }

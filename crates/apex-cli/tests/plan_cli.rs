@@ -42,6 +42,7 @@ fn llama2_7b_reference_plan_prints_the_papers_numbers() {
     assert_eq!(total(&out, "trainable parameters:"), "3,490,809,344");
     assert_eq!(total(&out, "model parameters:"), "6,738,481,152");
     assert_eq!(total(&out, "trained fraction:"), "51.80%");
+    assert!(out.starts_with("APEX plan for configs/llama2-7b.json (preset reference, first stage)"));
     for module in [
         "q_proj",
         "k_proj",
@@ -95,6 +96,9 @@ fn overrides_change_the_count() {
     ]);
     // Spec §6.5: the 32 layers alone.
     assert_eq!(total(&out, "trainable parameters:"), "3,228,599,808");
+    assert!(
+        out.starts_with("APEX plan for configs/llama2-7b.json (preset reference with overrides")
+    );
 }
 
 #[test]

@@ -26,6 +26,9 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ModelError + '_ {
     }
 }
 
+/// One exported tensor: `(HF name, shape, f32 values)`.
+pub type NamedTensor = (String, Vec<usize>, Vec<f32>);
+
 /// Writes `bytes` to `path` atomically (temporary file, fsync, rename).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
@@ -228,9 +231,8 @@ impl<B: TransformerOps> LlamaModel<B> {
         })
     }
 
-    /// The plain model's tensors as `(HF name, shape, f32 values)`, projections
-    /// folded to dense weights.
-    pub fn named_tensors(&self, backend: &B) -> Result<Vec<(String, Vec<usize>, Vec<f32>)>> {
+    /// The plain model's tensors, projections folded to dense weights.
+    pub fn named_tensors(&self, backend: &B) -> Result<Vec<NamedTensor>> {
         let mut out = Vec::new();
         let mut push = |name: String, t: &B::Tensor| -> Result<()> {
             let values = ops::download_f64(backend, t)?;

@@ -8,6 +8,7 @@ use crate::grads::Gradients;
 use crate::linear::{Linear, LinearCache};
 use crate::params::{ParamGroup, ParamVisitor};
 use apex_core::ops::{self, one, zero};
+use apex_core::recorder;
 use apex_core::{Backend, BinaryOp, Mixer, MixerGrads, Result, TransformerOps, UnaryOp};
 
 /// A tensor plus whether the optimizer may change it.
@@ -103,17 +104,6 @@ pub(crate) fn add_assign<B: Backend>(backend: &B, y: &mut B::Tensor, x: &B::Tens
     backend.axpby(one::<B>(), x, view, one::<B>(), y, view)
 }
 
-/// `sqrt(Σ_rows x[:, c]²)` per column, downloaded.
-fn column_norms<B: Backend>(backend: &B, x: &B::Tensor) -> Result<Vec<f64>> {
-    let view = ops::full(backend, x, "column_norms")?;
-    let mut out = backend.zeros(&[view.cols])?;
-    backend.column_dot(x, view, x, view, zero::<B>(), &mut out, 0)?;
-    Ok(ops::download_f64(backend, &out)?
-        .into_iter()
-        .map(f64::sqrt)
-        .collect())
-}
-
 impl<B: TransformerOps> DecoderLayer<B> {
     /// `h_out = h + Attn(norm1(h))`, then `+ FFN(norm2(·))`. `h`: `[T, d]`.
     /// With `stats`, also returns the activation norms of this forward.
@@ -150,12 +140,10 @@ impl<B: TransformerOps> DecoderLayer<B> {
             false,
         )?;
         let (ctx, probs) = attention_forward(backend, shape, &q, &k, &v)?;
+        // Every row of a batch is a real token (windows are never padded), so
+        // the statistics need no row mask.
         let head_norms = if stats {
-            let per_dim = column_norms(backend, &ctx)?;
-            per_dim
-                .chunks(shape.head_dim)
-                .map(|c| c.iter().map(|n| n * n).sum::<f64>().sqrt())
-                .collect()
+            recorder::head_norms(backend, &ctx, shape.heads, None)?
         } else {
             Vec::new()
         };
@@ -176,7 +164,7 @@ impl<B: TransformerOps> DecoderLayer<B> {
         let mut gate_act = backend.zeros(&[gv.rows, gv.cols])?;
         backend.unary(UnaryOp::Silu, &gate, gv, &mut gate_act, gv)?;
         let ffn_norms = if stats {
-            column_norms(backend, &gate_act)?
+            recorder::channel_norms(backend, &gate_act, None)?
         } else {
             Vec::new()
         };

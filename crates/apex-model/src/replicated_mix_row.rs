@@ -28,6 +28,9 @@ pub struct ReplicatedCache<B: Backend> {
     caches: Vec<MixRowCache<B>>,
 }
 
+/// Per replica ∂S (`d × t_dims`), and ∂ctx when requested.
+pub type ReplicatedGrads<B> = (Vec<<B as Backend>::Tensor>, Option<<B as Backend>::Tensor>);
+
 /// Columns of replica `j` in the full `H·d_h` width.
 fn replica_columns(j: usize, group: usize, kv_heads: usize, head_dim: usize) -> Vec<usize> {
     (0..kv_heads)
@@ -116,7 +119,7 @@ impl<B: Backend> ReplicatedMixRow<B> {
         g: &B::Tensor,
         shared: &mut MixerGrads<B>,
         need_grad_x: bool,
-    ) -> Result<(Vec<B::Tensor>, Option<B::Tensor>)> {
+    ) -> Result<ReplicatedGrads<B>> {
         let (rows, _) = ops::dims2(backend, g, "o_proj.backward")?;
         let width = self.group() * self.kv_heads * self.head_dim;
         let mut grad_x = if need_grad_x {

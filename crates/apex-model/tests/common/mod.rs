@@ -31,7 +31,7 @@ pub fn tiny_model(tied: bool, seed: u64) -> LlamaModel<Cpu64> {
             .enumerate()
             .map(|(i, x)| x + 0.3 * ((i as f64 + k) * 1.7).sin())
             .collect();
-        *t = cpu.upload(&v, &cpu.shape(t).to_vec()).unwrap();
+        *t = cpu.upload(&v, cpu.shape(t)).unwrap();
     };
     jitter(&mut model.norm.value, 1.0);
     for (i, layer) in model.layers.iter_mut().enumerate() {
@@ -99,7 +99,7 @@ pub fn apexify(model: &mut LlamaModel<Cpu64>) {
                 .enumerate()
                 .map(|(i, x)| x + 0.2 * ((i as f64 + 3.0 * k) * 0.9).sin())
                 .collect();
-            *t = cpu.upload(&v, &cpu.shape(t).to_vec())?;
+            *t = cpu.upload(&v, cpu.shape(t))?;
             Ok(())
         })
         .unwrap();

@@ -10,6 +10,8 @@
 //! under `<method>/` (config.json + model.safetensors, atomically).
 
 use crate::apex_args::ApexArgs;
+use apex_core::settings::{KSchedule, RecordMethod};
+use apex_core::{ApexSettings, MonarchInit};
 use apex_cpu::CpuBackend;
 use apex_model::LlamaModel;
 use apex_train::plot::{palette, plot_losses, tint, Series};
@@ -27,6 +29,79 @@ use std::time::{SystemTime, UNIX_EPOCH};
 pub enum BackendArg {
     /// The reference CPU backend (f32).
     Cpu,
+}
+
+/// `init_method` of the Monarch factors.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum InitArg {
+    /// U(−0.01/√p, 0.01/√p) for both factors (the reference's argparse default).
+    Noise,
+    /// W1 ~ U(−1/p, 1/p), W2 = 0: M = 0 at the start (the shipped script).
+    Random,
+    /// Both zero (degenerate ablation).
+    Zeros,
+}
+
+/// `k` schedule across stages.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum ScheduleArg {
+    Constant,
+    Halving,
+}
+
+/// Score accumulation (`act_record_method`).
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum RecordArg {
+    Rank,
+    Avg,
+    Ma,
+    MaRank,
+}
+
+/// The training-time APEX options `apex plan` does not need.
+#[derive(Args, Debug, Clone)]
+pub struct ExpansionArgs {
+    /// Mix A into D (true) or A with itself (false).
+    #[arg(long, value_name = "BOOL")]
+    mix_channels: Option<bool>,
+    /// Monarch initialisation.
+    #[arg(long, value_enum)]
+    init_method: Option<InitArg>,
+    /// Constant k, or halving with exclusion of earlier D sets.
+    #[arg(long, value_enum)]
+    k_schedule: Option<ScheduleArg>,
+    /// Score accumulation method.
+    #[arg(long, value_enum)]
+    record_method: Option<RecordArg>,
+}
+
+impl ExpansionArgs {
+    fn apply(&self, s: &mut ApexSettings) {
+        if let Some(v) = self.mix_channels {
+            s.mix_channels = v;
+        }
+        if let Some(v) = self.init_method {
+            s.init_method = match v {
+                InitArg::Noise => MonarchInit::Noise,
+                InitArg::Random => MonarchInit::Random,
+                InitArg::Zeros => MonarchInit::Zeros,
+            };
+        }
+        if let Some(v) = self.k_schedule {
+            s.k_schedule = match v {
+                ScheduleArg::Constant => KSchedule::Constant,
+                ScheduleArg::Halving => KSchedule::Halving,
+            };
+        }
+        if let Some(v) = self.record_method {
+            s.record_method = match v {
+                RecordArg::Rank => RecordMethod::Rank,
+                RecordArg::Avg => RecordMethod::Avg,
+                RecordArg::Ma => RecordMethod::Ma,
+                RecordArg::MaRank => RecordMethod::MaRank,
+            };
+        }
+    }
 }
 
 /// Arguments of `apex train`.
@@ -106,6 +181,8 @@ pub struct TrainArgs {
 
     #[command(flatten)]
     apex: ApexArgs,
+    #[command(flatten)]
+    expansion: ExpansionArgs,
 
     /// Embedded default: hidden size.
     #[arg(long, default_value_t = 128)]
@@ -134,6 +211,13 @@ pub struct TrainArgs {
 }
 
 impl TrainArgs {
+    fn settings(&self) -> ApexSettings {
+        let mut settings = self.apex.settings();
+        settings.seed = self.seed;
+        self.expansion.apply(&mut settings);
+        settings
+    }
+
     fn options(&self) -> TrainOptions {
         TrainOptions {
             steps: self.steps,
@@ -155,7 +239,7 @@ impl TrainArgs {
             restart_warmup_ratio: 0.005,
             assess_batches: self.assess_batches,
             effective_rank: self.erank,
-            apex: self.apex.settings(self.seed),
+            apex: self.settings(),
         }
     }
 

@@ -175,6 +175,9 @@ pub struct TrainArgs {
     /// Log the effective rank of every projection before/after each stage.
     #[arg(long)]
     erank: bool,
+    /// λ of the CV regulariser on the FFN channel norms (0 = off).
+    #[arg(long, default_value_t = 0.0)]
+    lambda_reg: f64,
     /// Seed of data order and initialisations.
     #[arg(long, default_value_t = 42)]
     seed: u64,
@@ -240,6 +243,7 @@ impl TrainArgs {
             assess_batches: self.assess_batches,
             effective_rank: self.erank,
             apex: self.settings(),
+            lambda_reg: (self.lambda_reg != 0.0).then_some(self.lambda_reg),
         }
     }
 

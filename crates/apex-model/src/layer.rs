@@ -4,6 +4,7 @@
 //! every frozen weight gradient.
 
 use crate::attention::{attention_backward, attention_forward, AttentionShape};
+use crate::cv::coefficient_of_variation_grad;
 use crate::grads::Gradients;
 use crate::linear::{Linear, LinearCache};
 use crate::params::{ParamGroup, ParamVisitor};
@@ -201,7 +202,9 @@ impl<B: TransformerOps> DecoderLayer<B> {
     }
 
     /// Backward for `grad_h` = ∂L/∂h_out (`[T, d]`); parameter gradients go to
-    /// `grads` under `prefix` (`model.layers.ℓ`). Returns ∂L/∂h when `need_grad_h`.
+    /// `grads` under `prefix` (`model.layers.ℓ`). With `cv_weight = Some(w)`,
+    /// the gradient of `w·CV(a)` over this layer's FFN channel norms is added
+    /// (spec §5.6). Returns ∂L/∂h when `need_grad_h`.
     #[allow(clippy::too_many_arguments)]
     pub fn backward(
         &self,
@@ -212,6 +215,7 @@ impl<B: TransformerOps> DecoderLayer<B> {
         prefix: &str,
         grads: &mut Gradients<B>,
         need_grad_h: bool,
+        cv_weight: Option<f64>,
     ) -> Result<Option<B::Tensor>> {
         let shape = &dims.attention;
         let lin = |n: &str| format!("{prefix}.{n}");
@@ -231,8 +235,27 @@ impl<B: TransformerOps> DecoderLayer<B> {
             )?
             .expect("requested");
         let grad_up = binary_new(backend, BinaryOp::Mul, &grad_act, &cache.gate_act)?;
-        let grad_gate_act = binary_new(backend, BinaryOp::Mul, &grad_act, &cache.up)?;
+        let mut grad_gate_act = binary_new(backend, BinaryOp::Mul, &grad_act, &cache.up)?;
         let gv = ops::full(backend, &cache.gate, "swiglu")?;
+        if let Some(weight) = cv_weight {
+            // ∂(w·CV)/∂G[t, j] = w·∂CV/∂a_j · G[t, j]/a_j.
+            let norms = recorder::channel_norms(backend, &cache.gate_act, None)?;
+            let coef: Vec<f64> = coefficient_of_variation_grad(&norms)
+                .iter()
+                .zip(&norms)
+                .map(|(g, a)| if *a > 0.0 { weight * g / a } else { 0.0 })
+                .collect();
+            let coef = ops::upload_f64(backend, &coef, &[coef.len()])?;
+            backend.scale_columns(
+                &cache.gate_act,
+                gv,
+                &coef,
+                0,
+                one::<B>(),
+                &mut grad_gate_act,
+                gv,
+            )?;
+        }
         let mut silu_grad = backend.zeros(&[gv.rows, gv.cols])?;
         backend.unary(UnaryOp::SiluGrad, &cache.gate, gv, &mut silu_grad, gv)?;
         let grad_gate = binary_new(backend, BinaryOp::Mul, &grad_gate_act, &silu_grad)?;

@@ -13,7 +13,7 @@
 //! ```
 //! use apex_core::ModelConfig;
 //! use apex_cpu::CpuBackend;
-//! use apex_model::{Batch, Gradients, LlamaModel};
+//! use apex_model::{Batch, Gradients, LlamaModel, StepConfig};
 //!
 //! let cpu = CpuBackend::<f32>::new();
 //! let config = ModelConfig::from_json_str(r#"{"hidden_size": 16, "intermediate_size": 32,
@@ -23,7 +23,7 @@
 //! model.set_norms_trainable(true);
 //! let batch = Batch::next_token(&[&[1, 2, 3, 4]]).unwrap();
 //! let mut grads = Gradients::new();
-//! let out = model.forward_backward(&cpu, &batch, 1.0, false, &mut grads).unwrap();
+//! let out = model.forward_backward(&cpu, &batch, &StepConfig::plain(), &mut grads).unwrap();
 //! assert_eq!(out.loss.count, 3);
 //! assert!(grads.get("model.norm.weight").is_some());
 //! assert!(grads.get("model.layers.0.mlp.up_proj.weight").is_none()); // frozen
@@ -31,6 +31,7 @@
 
 pub mod attention;
 pub mod checkpoint;
+pub mod cv;
 pub mod error;
 pub mod grads;
 pub mod layer;
@@ -40,10 +41,11 @@ pub mod params;
 pub mod replicated_mix_row;
 
 pub use checkpoint::{write_atomic, CONFIG_FILE, WEIGHTS_FILE};
+pub use cv::CvRegulariser;
 pub use error::{ModelError, Result};
 pub use grads::Gradients;
 pub use layer::{DecoderLayer, LayerStats, Param};
 pub use linear::{Dense, Linear, LinearCache, Lora};
-pub use model::{Batch, LlamaModel, LossSum, StepOutput};
+pub use model::{Batch, LlamaModel, LossSum, StepConfig, StepOutput};
 pub use params::{ParamGroup, ParamVisitor};
 pub use replicated_mix_row::ReplicatedMixRow;

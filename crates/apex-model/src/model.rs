@@ -3,6 +3,7 @@
 //! supervised tokens.
 
 use crate::attention::AttentionShape;
+use crate::cv::CvRegulariser;
 use crate::error::{ModelError, Result};
 use crate::grads::Gradients;
 use crate::layer::{DecoderLayer, LayerCache, LayerDims, LayerStats, Param};
@@ -110,10 +111,34 @@ pub struct ForwardOutput<B: Backend> {
     pub stats: Option<Vec<LayerStats>>,
 }
 
+/// What one [`LlamaModel::forward_backward`] computes besides the gradients.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct StepConfig {
+    /// Multiplies the whole objective (`1/micro_batches` for accumulation).
+    pub loss_scale: f64,
+    /// Return the per-layer activation norms (APEX scoring).
+    pub stats: bool,
+    /// Add `λ·R`, the CV regulariser (spec §6.6).
+    pub cv: Option<CvRegulariser>,
+}
+
+impl StepConfig {
+    /// Plain mean cross-entropy, no statistics, no regulariser.
+    pub fn plain() -> Self {
+        StepConfig {
+            loss_scale: 1.0,
+            ..StepConfig::default()
+        }
+    }
+}
+
 /// Result of [`LlamaModel::forward_backward`].
 #[derive(Clone, Debug)]
 pub struct StepOutput {
+    /// The cross-entropy part of the objective.
     pub loss: LossSum,
+    /// `R` of the CV regulariser (0 when off); the objective adds `λ·R`.
+    pub regulariser: f64,
     pub stats: Option<Vec<LayerStats>>,
 }
 
@@ -283,42 +308,49 @@ impl<B: TransformerOps> LlamaModel<B> {
         Ok(LossSum { sum, count })
     }
 
-    /// Forward and backward of the mean cross-entropy of `batch`, scaled by
-    /// `loss_scale` (pass `1/micro_batches` for gradient accumulation).
-    /// Gradients of trainable tensors are **added** to `grads`.
+    /// Forward and backward of the mean cross-entropy of `batch` (plus
+    /// `λ·R` with `config.cv`), scaled by `config.loss_scale`. Gradients of
+    /// trainable tensors are **added** to `grads`.
     pub fn forward_backward(
         &self,
         backend: &B,
         batch: &Batch,
-        loss_scale: f64,
-        stats: bool,
+        config: &StepConfig,
         grads: &mut Gradients<B>,
     ) -> Result<StepOutput> {
+        let stats = config.stats || config.cv.is_some();
         let out = self.forward(backend, &batch.tokens, batch.batch, batch.seq_len, stats)?;
         let count = batch.labels.iter().filter(|&&l| l != IGNORE_INDEX).count();
         let scale = if count == 0 {
             0.0
         } else {
-            loss_scale / count as f64
+            config.loss_scale / count as f64
         };
         let (sum, count, grad_logits) =
             backend.cross_entropy(&out.logits, &batch.labels, Some(scale))?;
         let grad_logits =
             grad_logits.ok_or_else(|| ModelError::Input("no logits gradient".into()))?;
-        self.backward(backend, &out.cache, &grad_logits, batch, grads)?;
+        self.backward(backend, &out.cache, &grad_logits, batch, config, grads)?;
+        let regulariser = match (config.cv, out.stats.as_ref()) {
+            (Some(cv), Some(stats)) => cv.penalty(stats.iter().map(|s| s.ffn_norms.as_slice())),
+            _ => 0.0,
+        };
         Ok(StepOutput {
             loss: LossSum { sum, count },
-            stats: out.stats,
+            regulariser,
+            stats: out.stats.filter(|_| config.stats),
         })
     }
 
-    /// Backward from ∂L/∂logits (`[T, V]`).
+    /// Backward from ∂L/∂logits (`[T, V]`), plus the CV regulariser's
+    /// gradient when `config.cv` is set.
     pub fn backward(
         &self,
         backend: &B,
         cache: &ModelCache<B>,
         grad_logits: &B::Tensor,
         batch: &Batch,
+        config: &StepConfig,
         grads: &mut Gradients<B>,
     ) -> Result<()> {
         let dims = self.layer_dims(batch.batch, batch.seq_len);
@@ -361,7 +393,20 @@ impl<B: TransformerOps> LlamaModel<B> {
         {
             let need = index > 0 || self.embed_tokens.trainable;
             let prefix = layer_prefix(index);
-            match layer.backward(backend, &dims, layer_cache, &grad_h, &prefix, grads, need)? {
+            let cv_weight = config
+                .cv
+                .filter(|cv| cv.covers(index))
+                .map(|cv| config.loss_scale * cv.layer_weight(self.layers.len()));
+            match layer.backward(
+                backend,
+                &dims,
+                layer_cache,
+                &grad_h,
+                &prefix,
+                grads,
+                need,
+                cv_weight,
+            )? {
                 Some(g) => grad_h = g,
                 None => return Ok(()),
             }

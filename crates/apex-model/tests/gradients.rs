@@ -3,7 +3,7 @@
 mod common;
 
 use apex_core::{Backend, IGNORE_INDEX};
-use apex_model::{Batch, Gradients, Linear, LlamaModel, Lora};
+use apex_model::{Batch, CvRegulariser, Gradients, Linear, LlamaModel, Lora, StepConfig};
 use common::{tiny_model, Cpu64};
 
 fn batch() -> Batch {
@@ -33,17 +33,26 @@ fn edit(model: &mut LlamaModel<Cpu64>, name: &str, f: &dyn Fn(&[f64]) -> Vec<f64
         .unwrap();
 }
 
-fn mean_loss(model: &LlamaModel<Cpu64>) -> f64 {
-    model.loss(&Cpu64::new(), &batch()).unwrap().mean()
+/// The objective `forward_backward` differentiates: mean CE (+ λ·R).
+fn objective(model: &LlamaModel<Cpu64>, config: &StepConfig) -> f64 {
+    let out = model
+        .forward_backward(&Cpu64::new(), &batch(), config, &mut Gradients::new())
+        .unwrap();
+    let lambda = config.cv.map_or(0.0, |cv| cv.weight);
+    out.loss.mean() + lambda * out.regulariser
 }
 
 /// Checks ⟨∂L/∂θ, D⟩ against a central difference along D for every trainable
 /// tensor, and returns the names that were checked.
 fn check_all(model: &mut LlamaModel<Cpu64>) -> Vec<String> {
+    check_all_with(model, &StepConfig::plain())
+}
+
+fn check_all_with(model: &mut LlamaModel<Cpu64>, config: &StepConfig) -> Vec<String> {
     let cpu = Cpu64::new();
     let mut grads = Gradients::new();
     model
-        .forward_backward(&cpu, &batch(), 1.0, false, &mut grads)
+        .forward_backward(&cpu, &batch(), config, &mut grads)
         .unwrap();
     let mut names = Vec::new();
     model
@@ -71,7 +80,7 @@ fn check_all(model: &mut LlamaModel<Cpu64>) -> Vec<String> {
         edit(&mut minus, name, &|v| {
             v.iter().zip(&dir).map(|(a, d)| a - h * d).collect()
         });
-        let numeric = (mean_loss(&plus) - mean_loss(&minus)) / (2.0 * h);
+        let numeric = (objective(&plus, config) - objective(&minus, config)) / (2.0 * h);
         let err = (analytic - numeric).abs();
         assert!(
             err <= 1e-6 * (1.0 + numeric.abs()),
@@ -143,7 +152,7 @@ fn frozen_weights_get_no_gradient() {
     }
     let mut grads = Gradients::new();
     model
-        .forward_backward(&cpu, &batch(), 1.0, false, &mut grads)
+        .forward_backward(&cpu, &batch(), &StepConfig::plain(), &mut grads)
         .unwrap();
     let names: Vec<&str> = grads.iter().map(|(n, _)| n).collect();
     assert_eq!(names, ["model.layers.1.mlp.up_proj.weight"]);
@@ -162,4 +171,28 @@ fn apex_module_and_shared_mixer_gradients_match_finite_differences() {
     assert!(names
         .iter()
         .any(|n| n == "model.layers.0.mlp.mixer.blkdiag2"));
+}
+
+#[test]
+fn cv_regulariser_gradient_matches_finite_differences() {
+    let mut model = tiny_model(false, 9);
+    model.set_projections_trainable(true);
+    // Layer 1 of 2 only, with a weight that makes R matter next to the CE.
+    let cv = CvRegulariser {
+        weight: 0.7,
+        first: 1,
+        end: 2,
+    };
+    let config = StepConfig {
+        cv: Some(cv),
+        ..StepConfig::plain()
+    };
+    let out = model
+        .forward_backward(&Cpu64::new(), &batch(), &config, &mut Gradients::new())
+        .unwrap();
+    assert!(out.regulariser > 0.0);
+    let names = check_all_with(&mut model, &config);
+    assert!(names
+        .iter()
+        .any(|n| n == "model.layers.1.mlp.gate_proj.weight"));
 }

@@ -17,7 +17,7 @@ use crate::optim::{AdamW, AdamWConfig};
 use crate::schedule::CosineSchedule;
 use crate::stage::StageSetup;
 use apex_core::{ops, ApexSettings, TransformerOps};
-use apex_model::{Batch, Gradients, LlamaModel};
+use apex_model::{Batch, CvRegulariser, Gradients, LlamaModel, StepConfig};
 use std::time::Instant;
 
 /// Options shared by every method of a comparison.
@@ -52,6 +52,9 @@ pub struct TrainOptions {
     pub effective_rank: bool,
     /// APEX settings (ratios, options, presets) for `s2` and `apex`.
     pub apex: ApexSettings,
+    /// λ of the CV regulariser (spec §6.6) over the reference's share of the
+    /// layers; `None` turns it off (the reference script's setting).
+    pub lambda_reg: Option<f64>,
 }
 
 impl Default for TrainOptions {
@@ -72,6 +75,7 @@ impl Default for TrainOptions {
             assess_batches: 8,
             effective_rank: false,
             apex: ApexSettings::default(),
+            lambda_reg: None,
         }
     }
 }
@@ -251,7 +255,14 @@ pub fn train<B: TransformerOps>(
             let t0 = Instant::now();
             let batch = sampler.next_batch()?;
             let mut grads = Gradients::new();
-            let out = working.forward_backward(backend, &batch, 1.0, record, &mut grads)?;
+            let step_config = StepConfig {
+                loss_scale: 1.0,
+                stats: record,
+                cv: options
+                    .lambda_reg
+                    .map(|w| CvRegulariser::reference_range(w, working.layers.len())),
+            };
+            let out = working.forward_backward(backend, &batch, &step_config, &mut grads)?;
             let loss = out.loss.mean();
             if !loss.is_finite() {
                 return Err(TrainError::Diverged {

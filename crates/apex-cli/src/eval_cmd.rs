@@ -1,5 +1,6 @@
 //! `apex eval`: tokenizes a text file with the checkpoint's `tokenizer.json`
-//! (no BOS), scores non-overlapping windows of `--seq-len` tokens independently
+//! (no BOS; bytes when the checkpoint has none, as the embedded default's
+//! models), scores non-overlapping windows of `--seq-len` tokens independently
 //! (the last partial window is dropped) and prints the mean next-token
 //! cross-entropy and the perplexity — the numbers HF's `LlamaForCausalLM`
 //! gives with `labels = window`.
@@ -13,7 +14,8 @@ use std::path::PathBuf;
 /// Arguments of `apex eval`.
 #[derive(Args, Debug)]
 pub struct EvalArgs {
-    /// Checkpoint directory: config.json, model.safetensors, tokenizer.json.
+    /// Checkpoint directory: config.json, model.safetensors and tokenizer.json
+    /// (without one, the tokens are the text's bytes).
     #[arg(long)]
     model: PathBuf,
     /// Text file to score.
@@ -33,13 +35,11 @@ pub struct EvalArgs {
 /// Runs `apex eval`.
 pub fn run(args: &EvalArgs) -> Result<()> {
     let tokenizer_path = args.model.join("tokenizer.json");
-    if !tokenizer_path.exists() {
-        return Err(TrainError::Tokenizer {
-            path: tokenizer_path.display().to_string(),
-            reason: "not found (the checkpoint directory needs its tokenizer.json)".into(),
-        });
-    }
-    let tokenizer = TextTokenizer::from_file(&tokenizer_path)?;
+    let tokenizer = if tokenizer_path.exists() {
+        TextTokenizer::from_file(&tokenizer_path)?
+    } else {
+        TextTokenizer::Bytes
+    };
     let text = std::fs::read_to_string(&args.data).map_err(TrainError::io(&args.data))?;
     let tokens = tokenizer.encode(&text)?;
     let cpu = CpuBackend::<f32>::new();

@@ -7,7 +7,8 @@
 //! model (GQA) is pre-trained on a generated corpus, then each method continues
 //! on a shifted corpus. Writes to `--out` (default `runs/<unix time>`):
 //! `metrics.jsonl`, `loss.png`, `summary.json`, and each method's fused model
-//! under `<method>/` (config.json + model.safetensors, atomically).
+//! under `<method>/` (config.json + model.safetensors, atomically); the
+//! embedded default also writes its two generated corpora and `base/`.
 
 use crate::apex_args::ApexArgs;
 use apex_core::settings::{KSchedule, RecordMethod};
@@ -172,9 +173,10 @@ pub struct TrainArgs {
     /// Fraction of each text held out for validation.
     #[arg(long, default_value_t = 0.1)]
     val_fraction: f64,
-    /// Log the effective rank of every projection before/after each stage.
+    /// Skip the effective-rank diagnostics (spec §7) of every projection
+    /// before/after each stage (they cost a few seconds per stage).
     #[arg(long)]
-    erank: bool,
+    no_erank: bool,
     /// λ of the CV regulariser on the FFN channel norms (0 = off).
     #[arg(long, default_value_t = 0.0)]
     lambda_reg: f64,
@@ -241,7 +243,7 @@ impl TrainArgs {
             restart_schedule: !self.no_restart,
             restart_warmup_ratio: 0.005,
             assess_batches: self.assess_batches,
-            effective_rank: self.erank,
+            effective_rank: !self.no_erank,
             apex: self.settings(),
             lambda_reg: (self.lambda_reg != 0.0).then_some(self.lambda_reg),
         }
@@ -424,7 +426,13 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         None => {
             let sizes = args.sizes();
             let config = sizes.config()?;
-            let (base_corpus, shifted) = embedded_corpora(&sizes, args.seed, args.val_fraction)?;
+            let corpora = embedded_corpora(&sizes, args.seed, args.val_fraction)?;
+            for (name, text) in [
+                ("base_corpus.txt", &corpora.base_text),
+                ("shifted_corpus.txt", &corpora.shifted_text),
+            ] {
+                apex_model::write_atomic(&out.join(name), text.as_bytes())?;
+            }
             println!(
                 "embedded default: d={} N={} H={} H_kv={} L={} ({} parameters); {} KB generated per corpus",
                 sizes.hidden_size,
@@ -440,13 +448,14 @@ pub fn run(args: &TrainArgs) -> Result<()> {
                 steps: args.pretrain_steps,
                 lr: args.pretrain_lr,
                 eval_every: args.pretrain_steps.max(1),
+                effective_rank: false,
                 ..options.clone()
             };
             let mut reporter = Reporter::new(&mut jsonl, "pretrain", pretrain.steps);
             let run = train(
                 &cpu,
                 &init,
-                &base_corpus,
+                &corpora.base,
                 &Method::Full,
                 &pretrain,
                 &mut |e| reporter.observe(e),
@@ -457,7 +466,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
                 "pre-trained on the base corpus: validation perplexity {:.3}; continuing on the shifted corpus",
                 run.summary.final_validation_perplexity
             );
-            (run.model, shifted, None)
+            (run.model, corpora.shifted, None)
         }
     };
 

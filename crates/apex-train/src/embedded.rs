@@ -55,18 +55,32 @@ impl EmbeddedSizes {
     }
 }
 
-/// The two generated corpora, byte-tokenized and split: `(base, shifted)`.
+/// The two generated corpora of the embedded default, as text and as
+/// byte-tokenized training/validation splits.
+#[derive(Clone, Debug)]
+pub struct EmbeddedCorpora {
+    pub base_text: String,
+    pub shifted_text: String,
+    pub base: TokenSplit,
+    pub shifted: TokenSplit,
+}
+
+/// Generates the base and the shifted corpus of `seed` and splits each.
 pub fn embedded_corpora(
     sizes: &EmbeddedSizes,
     seed: u64,
     validation_fraction: f64,
-) -> Result<(TokenSplit, TokenSplit)> {
+) -> Result<EmbeddedCorpora> {
     let base = Grammar::base(seed);
     let shifted = base.shifted(seed);
+    let base_text = base.generate(sizes.corpus_bytes, seed + 1);
+    let shifted_text = shifted.generate(sizes.corpus_bytes, seed + 2);
     let tok = TextTokenizer::Bytes;
-    let split = |g: &Grammar, text_seed: u64| -> Result<TokenSplit> {
-        let text = g.generate(sizes.corpus_bytes, text_seed);
-        TokenSplit::from_documents(&[tok.encode(&text)?], validation_fraction)
-    };
-    Ok((split(&base, seed + 1)?, split(&shifted, seed + 2)?))
+    let split = |text: &str| TokenSplit::from_documents(&[tok.encode(text)?], validation_fraction);
+    Ok(EmbeddedCorpora {
+        base: split(&base_text)?,
+        shifted: split(&shifted_text)?,
+        base_text,
+        shifted_text,
+    })
 }

@@ -42,7 +42,7 @@ pub mod tokenizer;
 pub mod trainer;
 
 pub use data::TokenSplit;
-pub use embedded::{embedded_corpora, EmbeddedSizes};
+pub use embedded::{embedded_corpora, EmbeddedCorpora, EmbeddedSizes};
 pub use error::{Result, TrainError};
 pub use eval::{evaluate, EvalResult};
 pub use methods::Method;

@@ -100,12 +100,6 @@ impl TrainOptions {
         if !(0.0..1.0).contains(&self.warmup_ratio) {
             return Err(TrainError::option("warmup_ratio", "must be in [0, 1)"));
         }
-        if self.stages > self.steps {
-            return Err(TrainError::option(
-                "stages",
-                "cannot exceed the number of steps",
-            ));
-        }
         Ok(())
     }
 }
@@ -173,6 +167,12 @@ pub fn train<B: TransformerOps>(
     } else {
         1
     };
+    if stages > options.steps {
+        return Err(TrainError::option(
+            "stages",
+            "cannot exceed the number of steps",
+        ));
+    }
     let mut sampler = BatchSampler::new(
         &data.train,
         options.seq_len,

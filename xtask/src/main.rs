@@ -37,6 +37,9 @@ enum Task {
         /// Shorter measurement (noisier), for a smoke run.
         #[arg(long)]
         quick: bool,
+        /// Build the CPU backend with its OpenBLAS GEMM path (needs libopenblas-dev).
+        #[arg(long)]
+        openblas: bool,
     },
 }
 
@@ -44,7 +47,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.task {
         Task::Conformance { vectors, backend } => conformance::run(&vectors, &backend),
-        Task::Bench { quick } => bench::run(quick),
+        Task::Bench { quick, openblas } => bench::run(quick, openblas),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

@@ -16,16 +16,19 @@ struct GatherArgs {
 };
 
 APEX_KERNEL(gather, GatherArgs, 256) {
-    const i64 out_rows = args.by_columns ? args.rows : args.count;
     const i64 out_cols = args.by_columns ? args.count : args.cols;
+    const i64 out_rows = args.by_columns ? args.rows : args.count;
+    const i64 c0 = (i64)blockIdx.x * blockDim.x + threadIdx.x;
     const i64 col_step = (i64)gridDim.x * blockDim.x;
     const i64 row_step = (i64)gridDim.y * blockDim.y;
     for (i64 r = (i64)blockIdx.y * blockDim.y + threadIdx.y; r < out_rows; r += row_step) {
-        // Source row start: row r of x, or row index[r].
-        const i64 src_row = (args.by_columns ? r : (i64)args.index[r]) * args.cols;
         float* dst = args.out + r * out_cols;
-        for (i64 c = (i64)blockIdx.x * blockDim.x + threadIdx.x; c < out_cols; c += col_step) {
-            dst[c] = args.x[src_row + (args.by_columns ? (i64)args.index[c] : c)];
+        if (args.by_columns) {
+            const float* src = args.x + r * args.cols;
+            for (i64 c = c0; c < out_cols; c += col_step) dst[c] = src[args.index[c]];
+        } else {
+            const float* src = args.x + (i64)args.index[r] * args.cols;
+            for (i64 c = c0; c < out_cols; c += col_step) dst[c] = src[c];
         }
     }
 }

@@ -63,7 +63,9 @@ __device__ __forceinline__ void gemm_load_fragment(const float* p, float* dst) {
     }
 }
 
-template <int BM, int BN, int BK, int TM, int TN>
+// SPLIT_K: whether this instantiation may run with splits > 1 (the large
+// tiles never do: the host only splits when tiles cannot fill the machine).
+template <int BM, int BN, int BK, int TM, int TN, bool SPLIT_K>
 __device__ __forceinline__ void gemm_tiles(const GemmArgs& g) {
     constexpr int THREADS_N = BN / TN;
     constexpr int THREADS = (BM / TM) * THREADS_N;
@@ -90,10 +92,10 @@ __device__ __forceinline__ void gemm_tiles(const GemmArgs& g) {
     // over jobs here costs the 8×8 kernel register spills.)
     {
         const i64 job = g.job_base + blockIdx.z;
-        const i64 batch = job / g.splits;
-        const int split = (int)(job % g.splits);
-        const i64 k_begin = split * g.k_chunk;
-        const i64 k_end = min(g.k, k_begin + g.k_chunk);
+        const i64 batch = SPLIT_K ? job / g.splits : job;
+        const int split = SPLIT_K ? (int)(job % g.splits) : 0;
+        const i64 k_begin = SPLIT_K ? split * g.k_chunk : 0;
+        const i64 k_end = SPLIT_K ? min(g.k, k_begin + g.k_chunk) : g.k;
         const int tiles = k_end > k_begin ? (int)((k_end - k_begin + BK - 1) / BK) : 0;
         const float* a = g.a + g.av.offset + batch * g.a_batch_stride;
         const float* b = g.b + g.bv.offset + batch * g.b_batch_stride;
@@ -175,7 +177,7 @@ __device__ __forceinline__ void gemm_tiles(const GemmArgs& g) {
 
         // Epilogue: α·acc + β·C into C, or the raw partial sum into this
         // split's slice of the workspace.
-        const bool direct = g.splits == 1;
+        const bool direct = !SPLIT_K || g.splits == 1;
         float* dst = direct ? g.c + g.cv.offset + batch * g.c_batch_stride
                             : g.workspace + (split * g.batch + batch) * per_batch;
         const i64 dst_row_stride = direct ? g.cv.row_stride : g.n;
@@ -197,12 +199,13 @@ __device__ __forceinline__ void gemm_tiles(const GemmArgs& g) {
     }
 }
 
-// 128×128 tiles, 8×8 per thread: large products (one full wave or more).
-// Two resident CTAs per SM (≤ 128 registers) hide the global-load latency.
-APEX_KERNEL_MIN_BLOCKS(gemm_large, GemmArgs, 256, 2) { gemm_tiles<128, 128, 8, 8, 8>(args); }
+// 128×128 tiles, 8×8 per thread: large products (one full wave or more),
+// never split. Two resident CTAs per SM (≤ 128 registers) hide the
+// global-load latency.
+APEX_KERNEL_MIN_BLOCKS(gemm_large, GemmArgs, 256, 2) { gemm_tiles<128, 128, 8, 8, 8, false>(args); }
 
-// 64×64 tiles, 4×4 per thread: small outputs, four times the CTAs.
-APEX_KERNEL_MIN_BLOCKS(gemm_small, GemmArgs, 256, 2) { gemm_tiles<64, 64, 8, 4, 4>(args); }
+// 64×64 tiles, 4×4 per thread: small outputs, four times the CTAs, split-K.
+APEX_KERNEL_MIN_BLOCKS(gemm_small, GemmArgs, 256, 2) { gemm_tiles<64, 64, 8, 4, 4, true>(args); }
 
 // C = α·Σ_splits partial + β·C over every batch entry (flat grid-stride).
 APEX_KERNEL(gemm_splitk_reduce, GemmArgs, 256) {

@@ -6,8 +6,11 @@
 //!   reason, never a panic).
 //! * `bench [--quick]`: runs the criterion benchmarks and prints the table
 //!   (op, shape, time, ratio to the dense baseline of the same run, GFLOP/s).
+//! * `check-kernels`: compiles every CUDA kernel with NVRTC for sm_80/sm_90,
+//!   assembles it with `ptxas -v`, fails on errors or spills (no GPU needed).
 
 mod bench;
+mod check_kernels;
 mod conformance;
 
 use clap::{Parser, Subcommand};
@@ -38,6 +41,16 @@ enum Task {
         #[arg(long)]
         quick: bool,
     },
+    /// Compile every kernels/cuda file with NVRTC and check it with ptxas.
+    CheckKernels,
+    /// The compile step of check-kernels (run with NVRTC on LD_LIBRARY_PATH).
+    #[command(hide = true)]
+    CompileKernels {
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long)]
+        include: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -45,6 +58,10 @@ fn main() -> ExitCode {
     let result = match cli.task {
         Task::Conformance { vectors, backend } => conformance::run(&vectors, &backend),
         Task::Bench { quick } => bench::run(quick),
+        Task::CheckKernels => check_kernels::run(),
+        Task::CompileKernels { out, include } => {
+            check_kernels::compile_to(&out, include.as_deref())
+        }
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

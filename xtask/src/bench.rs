@@ -34,10 +34,14 @@ fn format_time(ns: f64) -> String {
     }
 }
 
-pub fn run(quick: bool) -> Result<bool, String> {
+pub fn run(quick: bool, openblas: bool) -> Result<bool, String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
-    cmd.args(["bench", "-p", "apex-benches", "--bench", "ops", "--"]);
+    cmd.args(["bench", "-p", "apex-benches", "--bench", "ops"]);
+    if openblas {
+        cmd.args(["--features", "openblas"]);
+    }
+    cmd.arg("--");
     if quick {
         cmd.args(["--warm-up-time", "0.2", "--measurement-time", "1"]);
     }

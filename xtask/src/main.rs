@@ -40,6 +40,9 @@ enum Task {
         /// Shorter measurement (noisier), for a smoke run.
         #[arg(long)]
         quick: bool,
+        /// Build the CPU backend with its OpenBLAS GEMM path (needs libopenblas-dev).
+        #[arg(long)]
+        openblas: bool,
     },
     /// Compile every kernels/cuda file with NVRTC and check it with ptxas.
     CheckKernels,
@@ -57,7 +60,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.task {
         Task::Conformance { vectors, backend } => conformance::run(&vectors, &backend),
-        Task::Bench { quick } => bench::run(quick),
+        Task::Bench { quick, openblas } => bench::run(quick, openblas),
         Task::CheckKernels => check_kernels::run(),
         Task::CompileKernels { out, include } => {
             check_kernels::compile_to(&out, include.as_deref())

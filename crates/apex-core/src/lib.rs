@@ -7,6 +7,12 @@
 //!
 //! Backends (`apex-cpu`, …) implement the primitives in [`backend`]; everything
 //! else here is derived from them.
+//!
+//! Around the operators: [`recorder`] scores units from their activations
+//! (spec §2), [`selection`] picks A, D and the tuned-only units per layer
+//! (§3), [`permute`] lays them out as [D | A | tuned-only | rest] by
+//! co-permuting the weights, and [`plan`] counts what APEX trains (§6.5), all
+//! driven by [`settings::ApexSettings`].
 
 pub mod backend;
 pub mod divisor;
@@ -19,7 +25,12 @@ pub mod mixer;
 pub mod model_config;
 pub mod monarch;
 pub mod ops;
+pub mod permute;
+pub mod plan;
+pub mod recorder;
 pub mod s2;
+pub mod selection;
+pub mod settings;
 pub mod split_linear;
 
 pub use backend::{Backend, BinaryOp, UnaryOp};
@@ -33,4 +44,5 @@ pub use mixer::{Mixer, MixerGrads};
 pub use model_config::ModelConfig;
 pub use monarch::{Monarch, MonarchGrads, MonarchInit};
 pub use s2::S2Linear;
+pub use settings::ApexSettings;
 pub use split_linear::{SplitAxis, SplitLinear};

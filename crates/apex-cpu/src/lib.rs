@@ -20,6 +20,8 @@
 //! assert_eq!(cpu.download(&c).unwrap(), vec![5.0, 11.0, 11.0, 25.0]);
 //! ```
 
+#[cfg(feature = "openblas")]
+mod blas;
 mod tensor;
 
 /// The README's Rust examples run as doctests, so the README cannot drift from the API.
@@ -52,10 +54,20 @@ impl<E> CpuBackend<E> {
 /// parallel, each single-threaded; above it each entry uses all threads.
 const SMALL_GEMM_FLOPS: usize = 64 * 64 * 64;
 
-/// Element types the gemm crate multiplies.
+/// Element types the CPU backend computes in (those the gemm crate, and with
+/// the `openblas` feature cblas, multiply).
+#[cfg(not(feature = "openblas"))]
 pub trait CpuElement: Element {}
+/// Element types the CPU backend computes in (those the gemm crate, and with
+/// the `openblas` feature cblas, multiply).
+#[cfg(feature = "openblas")]
+pub trait CpuElement: Element + blas::BlasElement {}
 impl CpuElement for f32 {}
 impl CpuElement for f64 {}
+
+/// Large single GEMMs go to OpenBLAS when the feature is on and strides allow.
+#[cfg(feature = "openblas")]
+const BLAS_MIN_FLOPS: usize = 32 * 32 * 32;
 
 fn read_view<'a, E>(data: &'a [E], view: &MatView) -> ArrayView2<'a, E> {
     // Bounds were checked by the caller; an empty view needs no data.
@@ -185,6 +197,27 @@ impl<E: CpuElement> Backend for CpuBackend<E> {
                 );
             }
         };
+        #[cfg(feature = "openblas")]
+        if k > 0 && m * n * k >= BLAS_MIN_FLOPS {
+            let mut all = true;
+            for i in 0..batch {
+                let (av, bv, cv) = (a_view.entry(i), b_view.entry(i), c_view.entry(i));
+                // SAFETY: check_gemm proved the views lie inside their buffers.
+                all &= unsafe {
+                    blas::try_gemm(
+                        m, n, k, alpha, a_ptr.0, &av, b_ptr.0, &bv, beta, c_ptr.0, &cv,
+                    )
+                };
+                if !all {
+                    // Entries share strides, so the first refusal refuses them all.
+                    debug_assert_eq!(i, 0);
+                    break;
+                }
+            }
+            if all {
+                return Ok(());
+            }
+        }
         if batch > 1 && m * n * k < SMALL_GEMM_FLOPS {
             (0..batch)
                 .into_par_iter()

@@ -105,13 +105,21 @@ impl DriverDevice {
                 .map_err(driver_err(file.name))?;
             for &entry in file.entries {
                 let function = module.load_function(entry).map_err(driver_err(entry))?;
-                // The fused Monarch kernels size their shared memory to the map.
-                function
-                    .set_attribute(
-                        dsys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
-                        max_shared,
-                    )
-                    .map_err(driver_err(entry))?;
+                if entry.starts_with("monarch_") {
+                    // The fused Monarch kernels size their (dynamic) shared memory
+                    // to the map; beyond 48 KB the driver wants an explicit opt-in.
+                    let static_bytes = function
+                        .get_attribute(
+                            dsys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_SHARED_SIZE_BYTES,
+                        )
+                        .map_err(driver_err(entry))?;
+                    function
+                        .set_attribute(
+                            dsys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                            max_shared - static_bytes,
+                        )
+                        .map_err(driver_err(entry))?;
+                }
                 functions.insert(entry, function);
             }
         }

@@ -1,7 +1,11 @@
 //! `cargo xtask bench`: runs `cargo bench -p apex-benches` and tabulates
-//! criterion's estimates with the workload list of `apex_benches::workloads`.
+//! criterion's estimates with the workload list of `apex_benches::workloads`:
+//! the CPU table, then the wgpu table when an adapter exists (labelled as
+//! software rendering on lavapipe, where the shapes are small).
 
-use apex_benches::workloads;
+use apex_benches::{wgpu_sizes, workloads, Sizes, Target, Workload};
+use apex_core::Backend;
+use apex_wgpu::WgpuBackend;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -51,21 +55,40 @@ pub fn run(quick: bool, openblas: bool) -> Result<bool, String> {
     if !status.success() {
         return Err(format!("cargo bench failed: {status}"));
     }
-    let rows = workloads();
     println!();
     println!(
         "backend cpu-f32 ({} threads)",
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
+    print_table(&workloads(Target::Cpu, Sizes::FULL))?;
+    println!();
+    match WgpuBackend::new() {
+        Ok(gpu) => {
+            let adapter = gpu.adapter();
+            let note = if adapter.software {
+                " — SOFTWARE RENDERING (a CPU Vulkan such as lavapipe; small shapes, not GPU speed)"
+            } else {
+                ""
+            };
+            println!("backend {}{note}", gpu.name());
+            print_table(&workloads(Target::Wgpu, wgpu_sizes(&adapter)))?;
+        }
+        Err(why) => println!("backend wgpu: SKIPPED ({why})"),
+    }
+    println!("ratio = time / time of the group's baseline row (measured in this run)");
+    Ok(true)
+}
+
+fn print_table(rows: &[Workload]) -> Result<(), String> {
     println!(
-        "{:<10} {:<20} {:<42} {:>11} {:>8} {:>9}",
+        "{:<15} {:<27} {:<42} {:>11} {:>8} {:>9}",
         "group", "op", "shape", "time", "ratio", "GFLOP/s"
     );
-    for w in &rows {
-        let ns = mean_ns(w.group, w.id)?;
-        let base = mean_ns(w.group, w.baseline)?;
+    for w in rows {
+        let ns = mean_ns(&w.group, w.id)?;
+        let base = mean_ns(&w.group, w.baseline)?;
         println!(
-            "{:<10} {:<20} {:<42} {:>11} {:>7.3}x {:>9.1}",
+            "{:<15} {:<27} {:<42} {:>11} {:>7.3}x {:>9.1}",
             w.group,
             w.id,
             w.shape,
@@ -74,6 +97,5 @@ pub fn run(quick: bool, openblas: bool) -> Result<bool, String> {
             w.flops / ns
         );
     }
-    println!("ratio = time / time of the group's baseline row (measured in this run)");
-    Ok(true)
+    Ok(())
 }

@@ -3,6 +3,7 @@
 use apex_conformance::runner::{format_report, run_directory};
 use apex_core::Backend;
 use apex_cpu::CpuBackend;
+use apex_wgpu::WgpuBackend;
 use std::path::Path;
 
 /// Runs the vectors in `dir` on the named backend; Ok(false) when any fails.
@@ -10,8 +11,9 @@ pub fn run(dir: &Path, backend: &str) -> Result<bool, String> {
     match backend {
         "cpu" | "cpu-f32" => run_on(&CpuBackend::<f32>::new(), dir, 1e-4),
         "cpu-f64" => run_on(&CpuBackend::<f64>::new(), dir, 1e-5),
+        "wgpu" => run_on(&WgpuBackend::new().map_err(|e| e.to_string())?, dir, 1e-4),
         other => Err(format!(
-            "unknown backend `{other}` (available in this build: cpu, cpu-f64)"
+            "unknown backend `{other}` (available in this build: cpu, cpu-f64, wgpu)"
         )),
     }
 }

@@ -17,6 +17,13 @@ pub fn cpu_f32() -> Available<CpuBackend<f32>> {
     Ok(CpuBackend::new())
 }
 
+/// The wgpu backend (f32) on the default adapter, or why there is none
+/// (no GPU driver and no lavapipe, or the `wgpu` feature is off).
+#[cfg(feature = "wgpu")]
+pub fn wgpu() -> Available<apex_wgpu::WgpuBackend> {
+    apex_wgpu::WgpuBackend::new().map_err(|e| e.to_string())
+}
+
 /// The CUDA backend on device 0, or why it is unavailable (no driver, no
 /// device, no NVRTC library).
 #[cfg(feature = "cuda")]

@@ -67,17 +67,21 @@ fn backend_trials<B: Backend>(label: &str, backend: Available<B>, trials: &mut V
         eprintln!("SKIPPED backend {label}: {why}");
     }
     for (name, body) in generic_bodies::<B>() {
-        let trial_name = format!("{name}::{label}");
-        trials.push(match &backend {
-            Ok(b) => {
-                let b = b.clone();
-                Trial::test(trial_name, move || {
-                    body(&b);
-                    Ok(())
-                })
-            }
-            Err(_) => Trial::test(trial_name, || Ok(())).with_ignored_flag(true),
-        });
+        trials.push(backend_trial(format!("{name}::{label}"), &backend, body));
+    }
+}
+
+/// A trial running `body` on `backend`, or an ignored one when it is unavailable.
+fn backend_trial<B: Backend>(name: String, backend: &Available<B>, body: fn(&B)) -> Trial {
+    match backend {
+        Ok(b) => {
+            let b = b.clone();
+            Trial::test(name, move || {
+                body(&b);
+                Ok(())
+            })
+        }
+        Err(_) => Trial::test(name, || Ok(())).with_ignored_flag(true),
     }
 }
 
@@ -86,10 +90,25 @@ fn main() {
     let mut trials = Vec::new();
     backend_trials("cpu_f64", backends::cpu_f64(), &mut trials);
     backend_trials("cpu_f32", backends::cpu_f32(), &mut trials);
+    #[cfg(feature = "wgpu")]
+    {
+        let wgpu = backends::wgpu();
+        backend_trials("wgpu", wgpu.clone(), &mut trials);
+        trials.push(backend_trial(
+            "properties::backend_agrees_with_cpu_f64::wgpu".into(),
+            &wgpu,
+            properties::backend_agrees_with_cpu_f64,
+        ));
+    }
     #[cfg(feature = "cuda")]
-    backend_trials("cuda", backends::cuda(), &mut trials);
-    #[cfg(feature = "cuda")]
-    backend_trials("cuda_emulated", backends::cuda_emulated(), &mut trials);
+    for (label, backend) in [("cuda", backends::cuda()), ("cuda_emulated", backends::cuda_emulated())] {
+        backend_trials(label, backend.clone(), &mut trials);
+        trials.push(backend_trial(
+            format!("properties::backend_agrees_with_cpu_f64::{label}"),
+            &backend,
+            properties::backend_agrees_with_cpu_f64,
+        ));
+    }
     let plain: Vec<(&str, fn())> = vec![
         (
             "monarch_gradients_match_finite_differences",
@@ -883,6 +902,38 @@ mod properties {
             prop_assert!((f - o).abs() <= 1e-10 * scale, "fused {f} vs unfused {o}");
         }
         all_backends_agree(&case)
+    }
+
+    /// Random cases of every op on `backend` against the CPU in f64, at the
+    /// f32 tolerance of spec §0.1.
+    #[cfg(feature = "wgpu")]
+    pub fn backend_agrees_with_cpu_f64<B: Backend>(backend: &B) {
+        const OPS: [Op; 5] = [
+            Op::Monarch,
+            Op::MixColumn,
+            Op::MixRow,
+            Op::S2Column,
+            Op::S2Row,
+        ];
+        check(
+            (sizes(), 0usize..5),
+            |case| {
+                let reference = run_case(&CpuBackend::<f64>::new(), &case).unwrap();
+                let outputs = run_case(backend, &case).unwrap();
+                for (name, want) in &reference {
+                    let report = apex_conformance::compare(name, &outputs[name], want, 1e-4);
+                    prop_assert!(
+                        report.passed(),
+                        "{} vs cpu-f64 {:?} mix={} {name}: {report:?}",
+                        backend.name(),
+                        case.op,
+                        case.mix
+                    );
+                }
+                Ok(())
+            },
+            |i| OPS[i],
+        );
     }
 
     pub fn mix_column_fusion_is_exact_and_backends_agree() {

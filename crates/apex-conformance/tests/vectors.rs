@@ -64,6 +64,8 @@ fn main() {
             Ok(())
         }),
     ];
+    #[cfg(feature = "wgpu")]
+    trials.push(vector_trial("wgpu", backends::wgpu(), 1e-4));
     #[cfg(feature = "cuda")]
     trials.push(vector_trial("cuda", backends::cuda(), 1e-4));
     #[cfg(feature = "cuda")]

@@ -207,6 +207,79 @@ APEX_KERNEL_MIN_BLOCKS(gemm_large, GemmArgs, 256, 2) { gemm_tiles<128, 128, 8, 8
 // 64×64 tiles, 4×4 per thread: small outputs, four times the CTAs, split-K.
 APEX_KERNEL_MIN_BLOCKS(gemm_small, GemmArgs, 256, 2) { gemm_tiles<64, 64, 8, 4, 4, true>(args); }
 
+// Batch-innermost products: A and B both have batch stride 1, i.e. batch
+// entry λ sits next to entry λ+1 (the Monarch weight gradients read
+// G[:, σ·b+λ] and Y1[:, ρ·b+λ]). A CTA that owns one batch entry would read
+// every element from its own sector, so here the 32 lanes of a warp own 32
+// consecutive batch entries instead and every load is one coalesced 128-byte
+// row. Each thread accumulates an 8×8 tile of its entry; the 8 warps of a CTA
+// cover 16×32 of (m, n). No shared memory: warps that share rows of A or
+// columns of B hit L1. grid.x: groups of 32 entries, grid.y: (m, n) tiles,
+// grid.z: K splits (job_base + blockIdx.z), partial sums as in gemm_tiles.
+#define BATCH_INNER_TM 8
+#define BATCH_INNER_TN 8
+APEX_KERNEL_MIN_BLOCKS(gemm_batch_inner, GemmArgs, 256, 2) {
+    const GemmArgs& g = args;
+    const int lane = threadIdx.x % 32;
+    const int warp = threadIdx.x / 32;
+    const i64 batch = (i64)blockIdx.x * 32 + lane;
+    const i64 tiles_n = (g.n + 31) / 32;
+    const i64 m0 = (blockIdx.y / tiles_n) * 16 + (warp / 4) * BATCH_INNER_TM;
+    const i64 n0 = (blockIdx.y % tiles_n) * 32 + (warp % 4) * BATCH_INNER_TN;
+    const int split = (int)(g.job_base + blockIdx.z);
+    const i64 k_begin = split * g.k_chunk;
+    const i64 k_end = min(g.k, k_begin + g.k_chunk);
+    const bool live = batch < g.batch;
+    // Rows of A and columns of B this thread reads (a dead lane reads none).
+    const int rows = live ? (int)max((i64)0, min((i64)BATCH_INNER_TM, g.m - m0)) : 0;
+    const int cols = live ? (int)max((i64)0, min((i64)BATCH_INNER_TN, g.n - n0)) : 0;
+    const float* a = g.a + g.av.offset + batch * g.a_batch_stride + m0 * g.av.row_stride +
+                     k_begin * g.av.col_stride;
+    const float* b = g.b + g.bv.offset + batch * g.b_batch_stride + n0 * g.bv.col_stride +
+                     k_begin * g.bv.row_stride;
+    float acc[BATCH_INNER_TM][BATCH_INNER_TN];
+#pragma unroll
+    for (int i = 0; i < BATCH_INNER_TM; ++i)
+#pragma unroll
+        for (int j = 0; j < BATCH_INNER_TN; ++j) acc[i][j] = 0.0f;
+    for (i64 kk = k_begin; kk < k_end; ++kk) {
+        float av[BATCH_INNER_TM];
+        float bv[BATCH_INNER_TN];
+#pragma unroll
+        for (int i = 0; i < BATCH_INNER_TM; ++i)
+            av[i] = i < rows ? __ldg(a + i * g.av.row_stride) : 0.0f;
+#pragma unroll
+        for (int j = 0; j < BATCH_INNER_TN; ++j)
+            bv[j] = j < cols ? __ldg(b + j * g.bv.col_stride) : 0.0f;
+        a += g.av.col_stride;
+        b += g.bv.row_stride;
+#pragma unroll
+        for (int i = 0; i < BATCH_INNER_TM; ++i)
+#pragma unroll
+            for (int j = 0; j < BATCH_INNER_TN; ++j) acc[i][j] = fmaf(av[i], bv[j], acc[i][j]);
+    }
+    if (!live) return;
+    const bool direct = g.splits == 1;
+    const i64 per_batch = g.m * g.n;
+    float* dst = direct ? g.c + g.cv.offset + batch * g.c_batch_stride
+                        : g.workspace + (split * g.batch + batch) * per_batch;
+    const i64 dst_row_stride = direct ? g.cv.row_stride : g.n;
+    const i64 dst_col_stride = direct ? g.cv.col_stride : 1;
+    const float alpha = direct ? g.alpha : 1.0f;
+    const float beta = direct ? g.beta : 0.0f;
+#pragma unroll
+    for (int i = 0; i < BATCH_INNER_TM; ++i) {
+        if (m0 + i < g.m) {
+#pragma unroll
+            for (int j = 0; j < BATCH_INNER_TN; ++j) {
+                if (n0 + j < g.n)
+                    store_scaled(dst, (m0 + i) * dst_row_stride + (n0 + j) * dst_col_stride,
+                                 alpha * acc[i][j], beta);
+            }
+        }
+    }
+}
+
 // C = α·Σ_splits partial + β·C over every batch entry (flat grid-stride).
 APEX_KERNEL(gemm_splitk_reduce, GemmArgs, 256) {
     const i64 per_batch = args.m * args.n;

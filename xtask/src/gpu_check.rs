@@ -1,7 +1,8 @@
 //! `cargo xtask gpu-check`: builds `apex-gpu-check` in release and runs it
-//! on this machine's GPU (report in `<target>/gpu-report.md`), or with
-//! `--stage DIR` puts the binary, the golden vectors and `run.sh` into DIR
-//! for a GPU machine that has no Rust toolchain:
+//! on this machine's GPU (report in `<target>/gpu-report.md`; `--emulated`
+//! is a dry run on the host emulator), or with `--stage DIR` puts the
+//! binary, the golden vectors and `run.sh` into DIR for a GPU machine that
+//! has no Rust toolchain:
 //!
 //! ```sh
 //! cargo xtask gpu-check --stage .gpu       # here
@@ -29,7 +30,7 @@ for py in python3 /opt/torch/.venv/bin/python3; do
     add "$dir"
   done
 done
-export LD_LIBRARY_PATH
+export LD_LIBRARY_PATH="${LD_LIBRARY_PATH:-}"
 echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
 ldconfig -p | grep -E 'libcuda\.so|libnvrtc\.so|libcublas\.so' || true
@@ -58,7 +59,7 @@ fn copy_dir(from: &Path, to: &Path) -> Result<(), String> {
     Ok(())
 }
 
-pub fn run(stage: Option<&Path>, quick: bool) -> Result<bool, String> {
+pub fn run(stage: Option<&Path>, quick: bool, emulated: bool) -> Result<bool, String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
         .args(["build", "--release", "-p", "apex-gpu-check"])
@@ -79,6 +80,9 @@ pub fn run(stage: Option<&Path>, quick: bool) -> Result<bool, String> {
             .arg(&report);
         if quick {
             command.arg("--quick");
+        }
+        if emulated {
+            command.arg("--emulated");
         }
         let status = command
             .status()

@@ -8,8 +8,9 @@
 //!   (op, shape, time, ratio to the dense baseline of the same run, GFLOP/s).
 //! * `check-kernels`: compiles every CUDA kernel with NVRTC for sm_80/sm_90,
 //!   assembles it with `ptxas -v`, fails on errors or spills (no GPU needed).
-//! * `gpu-check [--stage DIR] [--quick]`: builds `apex-gpu-check` in release
-//!   and runs it on this GPU, or stages it for a GPU machine without cargo.
+//! * `gpu-check [--stage DIR] [--quick] [--emulated]`: builds `apex-gpu-check`
+//!   in release and runs it on this GPU (or the host emulator), or stages it
+//!   for a GPU machine without cargo.
 
 mod bench;
 mod check_kernels;
@@ -57,6 +58,9 @@ enum Task {
         /// Shorter timings and fewer random cases.
         #[arg(long)]
         quick: bool,
+        /// Dry run on the host emulator (small sizes, meaningless timings).
+        #[arg(long)]
+        emulated: bool,
     },
     /// The compile step of check-kernels (run with NVRTC on LD_LIBRARY_PATH).
     #[command(hide = true)]
@@ -74,7 +78,11 @@ fn main() -> ExitCode {
         Task::Conformance { vectors, backend } => conformance::run(&vectors, &backend),
         Task::Bench { quick, openblas } => bench::run(quick, openblas),
         Task::CheckKernels => check_kernels::run(),
-        Task::GpuCheck { stage, quick } => gpu_check::run(stage.as_deref(), quick),
+        Task::GpuCheck {
+            stage,
+            quick,
+            emulated,
+        } => gpu_check::run(stage.as_deref(), quick, emulated),
         Task::CompileKernels { out, include } => {
             check_kernels::compile_to(&out, include.as_deref())
         }

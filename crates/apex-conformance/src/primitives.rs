@@ -344,6 +344,54 @@ fn gemm_case<B: Backend>(
     })
 }
 
+/// A batched GEMM whose batch entries are interleaved element by element
+/// (batch stride 1, as in the Monarch weight gradients):
+/// A[λ](i, l) = a[l·m·batch + i·batch + λ], B[λ](l, j) = b[l·n·batch + j·batch + λ].
+fn interleaved_gemm_case<B: Backend>(
+    backend: &B,
+    rng: &mut StdRng,
+    (batch, m, n, k): (usize, usize, usize, usize),
+) -> Result<(), String> {
+    let a = BatchView::strided(
+        MatView {
+            offset: 0,
+            rows: m,
+            cols: k,
+            row_stride: batch,
+            col_stride: m * batch,
+        },
+        1,
+    );
+    let b = BatchView::strided(
+        MatView {
+            offset: 0,
+            rows: k,
+            cols: n,
+            row_stride: n * batch,
+            col_stride: batch,
+        },
+        1,
+    );
+    let c = BatchView::strided(MatView::full(m, n), m * n);
+    let a_op = Operand {
+        data: random_values(rng, k * m * batch),
+        view: a.mat,
+    };
+    let b_op = Operand {
+        data: random_values(rng, k * n * batch),
+        view: b.mat,
+    };
+    let beta = rng.random_range(-1.0..1.0);
+    let c_op = Operand {
+        data: random_values(rng, batch * m * n),
+        view: c.mat,
+    };
+    let what = format!("interleaved gemm batch={batch} m={m} n={n} k={k} β={beta:.2}");
+    cross_check(backend, &what, 2e-4, &[&a_op, &b_op], &c_op, &|e| {
+        e.gemm(batch, 1.0, a, b, beta, c)
+    })
+}
+
 /// Elementwise ops, column scaling, column dots and fills on one random shape.
 fn elementwise_cases<B: Backend>(
     backend: &B,
@@ -535,6 +583,14 @@ pub fn check_primitives<B: Backend>(
     for shape in gemms {
         gemm_case(backend, &mut rng, shape)?;
     }
+    let interleaved: &[(usize, usize, usize, usize)] = match scale {
+        // 40 entries: two lane groups, the second partly empty; K = 600 splits.
+        Scale::Small => &[(40, 7, 9, 600), (17, 3, 33, 20)],
+        Scale::Large => &[(43, 48, 48, 4096), (24, 32, 32, 4096), (64, 64, 64, 777)],
+    };
+    for &shape in interleaved {
+        interleaved_gemm_case(backend, &mut rng, shape)?;
+    }
     for _ in 0..cases {
         let (rows, cols) = (rng.random_range(0..max), rng.random_range(1..max));
         elementwise_cases(backend, &mut rng, rows, cols)?;
@@ -627,8 +683,40 @@ pub fn check_monarch_override<B: Backend>(
             compare(&format!("{what} out"), &got.0, &want.0, 2e-4)?;
             compare(&format!("{what} intermediate"), &got.1, &want.1, 2e-4)?;
         }
+        // The whole backward: both products and the factor gradients (whose
+        // GEMMs read the interleaved layout).
+        let g_data = random_values(&mut rng, n * k);
+        let what = format!("monarch backward b={b} p={p} n={n}");
+        let want = monarch_backward(&cpu, &reference, &x_data, &g_data, n, k)
+            .map_err(|e| format!("{what}: reference: {e}"))?;
+        let got = monarch_backward(backend, &monarch, &x_data, &g_data, n, k)
+            .map_err(|e| format!("{what}: {e}"))?;
+        for (name, (g, w)) in ["∂x", "∂W1", "∂W2"].iter().zip(got.iter().zip(&want)) {
+            compare(&format!("{what} {name}"), g, w, 2e-4)?;
+        }
     }
     Ok(())
+}
+
+/// `Monarch::backward` for x = columns [2, 2+k) of `x_data` (n rows of
+/// width k + 5) and a contiguous gradient: (∂x, ∂W1, ∂W2).
+fn monarch_backward<C: Backend>(
+    be: &C,
+    monarch: &Monarch<C>,
+    x_data: &[f64],
+    g_data: &[f64],
+    n: usize,
+    k: usize,
+) -> apex_core::Result<[Vec<f64>; 3]> {
+    let wide = ops::upload_f64(be, x_data, &[n, k + 5])?;
+    let x = ops::copy_view(be, &wide, MatView::full(n, k + 5).columns(2..2 + k))?;
+    let g = ops::upload_f64(be, g_data, &[n, k])?;
+    let (grad_x, grads) = monarch.backward(be, &x, &g)?;
+    Ok([
+        ops::download_f64(be, &grad_x)?,
+        ops::download_f64(be, &grads.blkdiag1)?,
+        ops::download_f64(be, &grads.blkdiag2)?,
+    ])
 }
 
 /// One Monarch application on host buffers.

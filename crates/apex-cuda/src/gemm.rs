@@ -5,7 +5,9 @@
 
 use crate::device::{backend_error, Device, Launch};
 use crate::driver::DriverDevice;
-use crate::kernels::{DevView, GemmArgs, GEMM_LARGE, GEMM_SMALL, GEMM_SPLITK_REDUCE};
+use crate::kernels::{
+    DevView, GemmArgs, GEMM_BATCH_INNER, GEMM_LARGE, GEMM_SMALL, GEMM_SPLITK_REDUCE,
+};
 use crate::{CudaBackend, CudaTensor, GemmPath};
 use apex_core::{BatchView, MatView, Result};
 use cudarc::cublas::{result as blas_result, sys as blas_sys};
@@ -192,45 +194,65 @@ impl CublasPlan {
 
 // ---- handwritten kernels ------------------------------------------------------
 
-/// Tile sides and kernel, split-K factor and K range per split.
+/// Kernel, its grid (before the K splits) and the split-K factor and K range
+/// per split.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct KernelPlan {
     pub kernel: &'static str,
-    pub tile: usize,
+    /// grid.x, grid.y; grid.z is (batch ·) splits.
+    pub grid: (usize, usize),
+    /// Whether grid.z also spans the batch (tile kernels) or only the splits.
+    pub batch_in_z: bool,
     pub splits: usize,
     pub k_chunk: usize,
 }
 
 impl KernelPlan {
-    /// 128² tiles when they fill the machine at least once, else 64² tiles;
-    /// split K when even those leave multiprocessors idle and K is long.
-    pub(crate) fn new(batch: usize, m: usize, n: usize, k: usize, multiprocessors: usize) -> Self {
-        let tiles = |side: usize| m.div_ceil(side) * n.div_ceil(side) * batch;
-        let (kernel, tile) = if tiles(128) >= multiprocessors {
-            (GEMM_LARGE, 128)
+    /// Batch-innermost operands (both batch strides 1) get the kernel whose
+    /// lanes walk the batch; otherwise 128² tiles when they fill the machine
+    /// at least once, else 64² tiles. K is split when the CTAs leave
+    /// multiprocessors idle and K is long.
+    pub(crate) fn new(p: &Problem, multiprocessors: usize) -> Self {
+        let (batch, m, n, k) = (p.batch, p.m, p.n, p.k);
+        let batch_inner_tiles = m.div_ceil(16) * n.div_ceil(32);
+        let (kernel, grid, batch_in_z) = if p.a.batch_stride == 1
+            && p.b.batch_stride == 1
+            && batch >= 16
+            && batch_inner_tiles <= 65_535
+        {
+            (
+                GEMM_BATCH_INNER,
+                (batch.div_ceil(32), batch_inner_tiles),
+                false,
+            )
         } else {
-            (GEMM_SMALL, 64)
+            let tiles = |side: usize| (n.div_ceil(side), m.div_ceil(side));
+            let (x, y) = tiles(128);
+            if x * y * batch >= multiprocessors {
+                (GEMM_LARGE, (x, y), true)
+            } else {
+                (GEMM_SMALL, tiles(64), true)
+            }
         };
+        let ctas = grid.0 * grid.1 * if batch_in_z { batch } else { 1 };
+        let splittable = kernel != GEMM_LARGE;
         let mut splits = 1;
-        if tiles(tile) < multiprocessors && k >= 512 {
+        if splittable && ctas < multiprocessors && k >= 512 {
             splits = (2 * multiprocessors)
-                .div_ceil(tiles(tile))
+                .div_ceil(ctas)
                 .min(k / 256)
                 .clamp(1, 64);
         }
-        if splits == 1 {
-            return KernelPlan {
-                kernel,
-                tile,
-                splits,
-                k_chunk: k,
-            };
-        }
-        let k_chunk = k.div_ceil(splits).next_multiple_of(8);
+        let k_chunk = if splits == 1 {
+            k
+        } else {
+            k.div_ceil(splits).next_multiple_of(8)
+        };
         KernelPlan {
             kernel,
-            tile,
-            splits: k.div_ceil(k_chunk),
+            grid,
+            batch_in_z,
+            splits: if splits == 1 { 1 } else { k.div_ceil(k_chunk) },
             k_chunk,
         }
     }
@@ -243,16 +265,15 @@ fn walks_columns(v: &MatView) -> bool {
 
 fn kernel(backend: &CudaBackend, p: &Problem, addrs: [u64; 3]) -> Result<()> {
     let info = backend.device().info();
-    let plan = KernelPlan::new(p.batch, p.m, p.n, p.k, info.multiprocessors);
-    let grid_y = p.m.div_ceil(plan.tile);
-    if grid_y > 65_535 {
+    let plan = KernelPlan::new(p, info.multiprocessors);
+    if plan.grid.1 > 65_535 {
         return Err(backend_error(format!(
-            "gemm: {} rows exceed the kernel grid",
-            p.m
+            "gemm: {}×{} is beyond the kernel grid",
+            p.m, p.n
         )));
     }
     let workspace = if plan.splits > 1 {
-        Some(backend.zeros_tensor(&[plan.splits * p.batch * p.m * p.n])?)
+        Some(backend.uninit_tensor(&[plan.splits * p.batch * p.m * p.n])?)
     } else {
         None
     };
@@ -284,12 +305,15 @@ fn kernel(backend: &CudaBackend, p: &Problem, addrs: [u64; 3]) -> Result<()> {
         b_n_fast: i32::from(walks_columns(&p.b.mat)),
         pad: 0,
     };
-    let grid_x = p.n.div_ceil(plan.tile).min(i32::MAX as usize) as u32;
-    let jobs = p.batch * plan.splits;
+    let jobs = plan.splits * if plan.batch_in_z { p.batch } else { 1 };
     for job_base in (0..jobs).step_by(65_535) {
         args.job_base = job_base as i64;
         let launch = Launch {
-            grid: (grid_x, grid_y as u32, (jobs - job_base).min(65_535) as u32),
+            grid: (
+                plan.grid.0.min(i32::MAX as usize) as u32,
+                plan.grid.1 as u32,
+                (jobs - job_base).min(65_535) as u32,
+            ),
             block: (256, 1, 1),
             shared_bytes: 0,
         };
@@ -399,16 +423,63 @@ mod tests {
         .is_none());
     }
 
+    fn sized(batch: usize, m: usize, n: usize, k: usize) -> Problem {
+        Problem {
+            batch,
+            a: BatchView::strided(MatView::full(m, k), m * k),
+            b: BatchView::strided(MatView::full(k, n), k * n),
+            c: BatchView::strided(MatView::full(m, n), m * n),
+            ..problem(
+                MatView::full(m, k),
+                MatView::full(k, n),
+                MatView::full(m, n),
+            )
+        }
+    }
+
     #[test]
     fn small_outputs_over_long_k_are_split() {
-        // Monarch ∂W2 at LLaMA-7B FFN size: 43 blocks of 48×48 over 4096 tokens.
-        let plan = KernelPlan::new(43, 48, 48, 4096, 132);
-        assert_eq!(plan.kernel, GEMM_SMALL);
+        // 43 blocks of 48×48 over 4096 tokens, contiguous blocks: 64² tiles, split.
+        let plan = KernelPlan::new(&sized(43, 48, 48, 4096), 132);
+        assert_eq!((plan.kernel, plan.grid), (GEMM_SMALL, (1, 1)));
         assert!(plan.splits > 1 && plan.k_chunk % 8 == 0);
         assert!(plan.splits * plan.k_chunk >= 4096);
         assert!((plan.splits - 1) * plan.k_chunk < 4096);
-        // A 4096² output fills the machine with 128² tiles, no split.
-        let big = KernelPlan::new(1, 4096, 4096, 4096, 132);
-        assert_eq!((big.kernel, big.splits, big.k_chunk), (GEMM_LARGE, 1, 4096));
+        // A 4096² output fills the machine with 128² tiles, never split.
+        let big = KernelPlan::new(&sized(1, 4096, 4096, 4096), 132);
+        assert_eq!(
+            (big.kernel, big.grid, big.splits),
+            (GEMM_LARGE, (32, 32), 1)
+        );
+    }
+
+    #[test]
+    fn interleaved_batches_walk_the_batch_in_lanes() {
+        // Monarch ∂W2 at LLaMA-7B FFN size: G[:, σ·b+λ]ᵀ · Y1[:, ρ·b+λ], b = 43.
+        let (b, p, n) = (43, 48, 4096);
+        let interleaved = MatView {
+            offset: 0,
+            rows: n,
+            cols: p,
+            row_stride: b * p,
+            col_stride: b,
+        };
+        let problem = Problem {
+            batch: b,
+            m: p,
+            n: p,
+            k: n,
+            alpha: 1.0,
+            beta: 0.0,
+            a: BatchView::strided(interleaved.t(), 1),
+            b: BatchView::strided(interleaved, 1),
+            c: BatchView::strided(MatView::full(p, p), p * p),
+        };
+        assert!(CublasPlan::new(&problem).is_none());
+        let plan = KernelPlan::new(&problem, 132);
+        assert_eq!(plan.kernel, GEMM_BATCH_INNER);
+        // 2 groups of 32 entries × (3 × 2) tiles = 12 CTAs, so K is split.
+        assert_eq!(plan.grid, (2, 6));
+        assert!(!plan.batch_in_z && plan.splits > 1);
     }
 }

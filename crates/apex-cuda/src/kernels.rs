@@ -37,6 +37,8 @@ pub const GEMM_LARGE: &str = "gemm_large";
 pub const GEMM_SMALL: &str = "gemm_small";
 /// Split-K reduction.
 pub const GEMM_SPLITK_REDUCE: &str = "gemm_splitk_reduce";
+/// GEMM whose lanes walk interleaved batch entries.
+pub const GEMM_BATCH_INNER: &str = "gemm_batch_inner";
 
 /// Every kernel file.
 pub const FILES: &[KernelFile] = &[
@@ -58,7 +60,7 @@ pub const FILES: &[KernelFile] = &[
     KernelFile {
         name: "gemm.cu",
         source: include_str!("../../../kernels/cuda/gemm.cu"),
-        entries: &[GEMM_LARGE, GEMM_SMALL, GEMM_SPLITK_REDUCE],
+        entries: &[GEMM_LARGE, GEMM_SMALL, GEMM_BATCH_INNER, GEMM_SPLITK_REDUCE],
     },
     KernelFile {
         name: "monarch.cu",

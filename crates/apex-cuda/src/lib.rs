@@ -80,6 +80,10 @@ pub struct CudaOptions {
     pub tf32: bool,
     /// Use the fused Monarch kernels (off: the two-GEMM composite).
     pub fused_monarch: bool,
+    /// Rows per CTA of the fused Monarch kernels (4, 8 or 16); `None` picks
+    /// by size. For tuning runs: more rows reuse each fetched weight more
+    /// often but need `rows·k·4` bytes of shared memory per CTA.
+    pub monarch_rows: Option<usize>,
 }
 
 impl Default for CudaOptions {
@@ -88,6 +92,7 @@ impl Default for CudaOptions {
             gemm: GemmPath::Auto,
             tf32: false,
             fused_monarch: true,
+            monarch_rows: None,
         }
     }
 }

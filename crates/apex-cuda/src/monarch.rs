@@ -10,7 +10,7 @@ use apex_core::{MatView, Monarch, Result};
 /// Rows per CTA and threads per CTA for a map of `nblocks` blocks of size
 /// `block` applied to `n` rows, or `None` when one CTA's rows of the
 /// intermediate cannot fit in shared memory (the caller then runs the
-/// composite).
+/// composite). `forced_rows` restricts the choice to that row count.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct FusedPlan {
     pub rows: usize,
@@ -24,11 +24,13 @@ impl FusedPlan {
         block: usize,
         multiprocessors: usize,
         max_shared: usize,
+        forced_rows: Option<usize>,
     ) -> Option<Self> {
         let row_bytes = 4 * nblocks * block;
         let fitting: Vec<usize> = MONARCH_ROWS
             .into_iter()
             .filter(|&r| r * row_bytes <= max_shared)
+            .filter(|&r| forced_rows.is_none_or(|forced| forced == r))
             .collect();
         // More rows per CTA reuse each weight more often, but the grid should
         // still cover the machine and two CTAs should fit per multiprocessor.
@@ -80,6 +82,7 @@ pub(crate) fn fused(
         block,
         info.multiprocessors,
         info.max_shared_per_block,
+        backend.options().monarch_rows,
     ) else {
         return Ok(None);
     };
@@ -129,7 +132,7 @@ mod tests {
     #[test]
     fn llama_ffn_mixer_takes_eight_rows_per_cta() {
         // 43 blocks of 48: 8 rows of the intermediate are 66 KB, two CTAs fit.
-        let plan = FusedPlan::new(4096, 43, 48, 132, H100_SHARED).unwrap();
+        let plan = FusedPlan::new(4096, 43, 48, 132, H100_SHARED, None).unwrap();
         assert_eq!(plan.rows, 8);
         // 43·12 = 516 tasks: 3 passes of 192 threads waste the least.
         assert_eq!(plan.threads, 192);
@@ -137,11 +140,13 @@ mod tests {
 
     #[test]
     fn few_rows_favour_more_ctas_and_tiny_maps_use_one_warp() {
-        let plan = FusedPlan::new(512, 16, 18, 132, H100_SHARED).unwrap();
+        let plan = FusedPlan::new(512, 16, 18, 132, H100_SHARED, None).unwrap();
         assert_eq!(plan.rows, 4);
         assert_eq!(plan.threads, 96);
         assert_eq!(
-            FusedPlan::new(1, 2, 2, 132, H100_SHARED).unwrap().threads,
+            FusedPlan::new(1, 2, 2, 132, H100_SHARED, None)
+                .unwrap()
+                .threads,
             32
         );
     }
@@ -149,6 +154,10 @@ mod tests {
     #[test]
     fn maps_too_large_for_shared_memory_are_not_fused() {
         // 4 rows of k = 16384 floats need 256 KB.
-        assert!(FusedPlan::new(4096, 128, 128, 132, H100_SHARED).is_none());
+        assert!(FusedPlan::new(4096, 128, 128, 132, H100_SHARED, None).is_none());
+        // A forced row count that does not fit is not fused either.
+        assert!(FusedPlan::new(4096, 43, 48, 132, 100 * 1024, Some(16)).is_none());
+        let forced = FusedPlan::new(4096, 43, 48, 132, H100_SHARED, Some(16)).unwrap();
+        assert_eq!(forced.rows, 16);
     }
 }

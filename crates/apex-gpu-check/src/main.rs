@@ -591,6 +591,51 @@ fn monarch_benchmark(
         ));
     }
     report.line("");
+    monarch_rows_table(report, gpu, shapes, budget)
+}
+
+/// Fused forward+backward of the largest shape with each row count per CTA
+/// (the kernel's one tuning knob: weight reuse against shared memory).
+fn monarch_rows_table(
+    report: &mut Report,
+    gpu: &CudaBackend,
+    shapes: &[(&'static str, usize, usize)],
+    budget: Duration,
+) -> apex_core::Result<()> {
+    let Some(&(label, tokens, k)) = shapes.iter().max_by_key(|s| s.2) else {
+        return Ok(());
+    };
+    let monarch = Monarch::new(gpu, k, MonarchInit::Noise, false, 3)?;
+    let x = random_tensor(gpu, &[tokens, k], 1.0, 4)?;
+    let sync = || gpu.synchronize();
+    report.line(format!(
+        "Fused kernel rows per CTA, {label} (T={tokens}, k={k}):"
+    ));
+    report.line("");
+    report.line("| rows per CTA | shared memory per CTA | forward + backward |");
+    report.line("|---|---|---|");
+    for rows in apex_cuda::kernels::MONARCH_ROWS {
+        let backend = gpu.with_options(CudaOptions {
+            monarch_rows: Some(rows),
+            ..gpu.options()
+        });
+        let time = time_per_call(
+            &sync,
+            &mut || monarch.backward(&backend, &x, &x).map(drop),
+            budget,
+        )?;
+        report.line(format!(
+            "| {rows}{} | {} KB | {} |",
+            if rows * k * 4 > gpu.info().max_shared_per_block {
+                " (does not fit: composite)"
+            } else {
+                ""
+            },
+            rows * k * 4 / 1024,
+            format_time(time)
+        ));
+    }
+    report.line("");
     Ok(())
 }
 

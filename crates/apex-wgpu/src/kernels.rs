@@ -12,7 +12,7 @@ pub(crate) enum Shader {
 }
 
 impl Shader {
-    /// Every shader, for pipeline warm-up and the naga validation test.
+    /// Every shader, for the naga validation test.
     #[cfg(test)]
     pub(crate) const ALL: [Shader; 5] = [
         Shader::Matmul,

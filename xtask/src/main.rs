@@ -6,9 +6,15 @@
 //!   reason, never a panic).
 //! * `bench [--quick]`: runs the criterion benchmarks and prints the table
 //!   (op, shape, time, ratio to the dense baseline of the same run, GFLOP/s).
+//! * `check-kernels`: compiles every CUDA kernel with NVRTC for sm_80/sm_90,
+//!   assembles it with `ptxas -v`, fails on errors or spills (no GPU needed).
+//! * `gpu-check [--stage DIR] [--quick]`: builds `apex-gpu-check` in release
+//!   and runs it on this GPU, or stages it for a GPU machine without cargo.
 
 mod bench;
+mod check_kernels;
 mod conformance;
+mod gpu_check;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -41,6 +47,25 @@ enum Task {
         #[arg(long)]
         openblas: bool,
     },
+    /// Compile every kernels/cuda file with NVRTC and check it with ptxas.
+    CheckKernels,
+    /// Check and measure apex-cuda on a GPU (conformance, benchmarks, one report).
+    GpuCheck {
+        /// Do not run: put the binary, vectors and run.sh into this directory.
+        #[arg(long)]
+        stage: Option<PathBuf>,
+        /// Shorter timings and fewer random cases.
+        #[arg(long)]
+        quick: bool,
+    },
+    /// The compile step of check-kernels (run with NVRTC on LD_LIBRARY_PATH).
+    #[command(hide = true)]
+    CompileKernels {
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long)]
+        include: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -48,6 +73,11 @@ fn main() -> ExitCode {
     let result = match cli.task {
         Task::Conformance { vectors, backend } => conformance::run(&vectors, &backend),
         Task::Bench { quick, openblas } => bench::run(quick, openblas),
+        Task::CheckKernels => check_kernels::run(),
+        Task::GpuCheck { stage, quick } => gpu_check::run(stage.as_deref(), quick),
+        Task::CompileKernels { out, include } => {
+            check_kernels::compile_to(&out, include.as_deref())
+        }
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

@@ -23,3 +23,16 @@ pub fn cpu_f32() -> Available<CpuBackend<f32>> {
 pub fn wgpu() -> Available<apex_wgpu::WgpuBackend> {
     apex_wgpu::WgpuBackend::new().map_err(|e| e.to_string())
 }
+
+/// The CUDA backend on device 0, or why it is unavailable (no driver, no
+/// device, no NVRTC library).
+#[cfg(feature = "cuda")]
+pub fn cuda() -> Available<apex_cuda::CudaBackend> {
+    apex_cuda::CudaBackend::new().map_err(|e| e.to_string())
+}
+
+/// The CUDA kernels run by the host emulator (needs a C++20 compiler).
+#[cfg(feature = "cuda")]
+pub fn cuda_emulated() -> Available<apex_cuda::CudaBackend> {
+    apex_cuda::CudaBackend::emulated().map_err(|e| e.to_string())
+}

@@ -4,13 +4,16 @@
 //! * [`case`]: an APEX operator with host inputs, runnable on any [`apex_core::Backend`];
 //! * [`vector_file`]: golden vectors (spec §0.1) read from `.safetensors` files;
 //! * [`compare`]: the tolerance policy;
-//! * [`runner`]: runs a directory of vectors on a backend and reports per file and tensor.
+//! * [`runner`]: runs a directory of vectors on a backend and reports per file and tensor;
+//! * [`primitives`]: every Backend primitive and the Monarch override on random strided
+//!   views, against the CPU reference.
 //!
 //! `cargo xtask conformance --vectors DIR --backend cpu` is a thin CLI over [`runner`].
 
 pub mod backends;
 pub mod case;
 pub mod compare;
+pub mod primitives;
 pub mod random_case;
 pub mod runner;
 pub mod vector_file;

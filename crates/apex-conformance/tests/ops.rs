@@ -4,7 +4,7 @@
 //! formulation (host loops written from the spec), never against itself.
 
 use apex_conformance::backends::{self, Available};
-use apex_conformance::{differentiable_inputs, random_case, run_case, Case, Op, Sizes};
+use apex_conformance::{differentiable_inputs, primitives, random_case, run_case, Case, Op, Sizes};
 use apex_core::{
     ops, Backend, Element, MatView, MixColumn, MixRow, Mixer, MixerGrads, Monarch, MonarchInit,
     UnaryOp,
@@ -45,6 +45,18 @@ fn generic_bodies<B: Backend>() -> Vec<GenericBody<B>> {
             function_is_preserved_at_stage_start::<B>,
         ),
         ("shape_errors_are_typed", shape_errors_are_typed::<B>),
+        (
+            "primitives_match_the_cpu_reference",
+            primitives_match_the_cpu_reference::<B>,
+        ),
+        (
+            "monarch_override_matches_the_reference",
+            monarch_override_matches_the_reference::<B>,
+        ),
+        (
+            "bad_views_are_typed_errors",
+            bad_views_are_typed_errors::<B>,
+        ),
     ]
 }
 
@@ -85,6 +97,15 @@ fn main() {
         trials.push(backend_trial(
             "properties::backend_agrees_with_cpu_f64::wgpu".into(),
             &wgpu,
+            properties::backend_agrees_with_cpu_f64,
+        ));
+    }
+    #[cfg(feature = "cuda")]
+    for (label, backend) in [("cuda", backends::cuda()), ("cuda_emulated", backends::cuda_emulated())] {
+        backend_trials(label, backend.clone(), &mut trials);
+        trials.push(backend_trial(
+            format!("properties::backend_agrees_with_cpu_f64::{label}"),
+            &backend,
             properties::backend_agrees_with_cpu_f64,
         ));
     }
@@ -475,6 +496,24 @@ fn function_is_preserved_at_stage_start<B: Backend>(backend: &B) {
         &base,
         tol::<B>(),
     );
+}
+
+/// Every primitive on random strided views (and the shapes that reach a GPU
+/// backend's large-tile and split-K paths) against the f64 CPU reference.
+fn primitives_match_the_cpu_reference<B: Backend>(backend: &B) {
+    primitives::check_primitives(backend, primitives::Scale::Small, 6, 17)
+        .unwrap_or_else(|e| panic!("{}: {e}", backend.name()));
+}
+
+/// A fused Monarch override (if the backend has one) equals the composite,
+/// intermediate included, on strided views with and without β.
+fn monarch_override_matches_the_reference<B: Backend>(backend: &B) {
+    primitives::check_monarch_override(backend, primitives::Scale::Small, 23)
+        .unwrap_or_else(|e| panic!("{}: {e}", backend.name()));
+}
+
+fn bad_views_are_typed_errors<B: Backend>(backend: &B) {
+    primitives::check_errors(backend).unwrap_or_else(|e| panic!("{}: {e}", backend.name()));
 }
 
 fn shape_errors_are_typed<B: Backend>(backend: &B) {

@@ -1,64 +1,14 @@
 //! The committed golden vectors (tests/vectors, made by tools/make_vectors.py
 //! with numpy + autograd, independent of this code) on every backend, and the
 //! runner's behaviour on broken files. An unavailable backend's trial is
-//! ignored with a printed "SKIPPED backend …" — never passed.
+//! ignored (reported as skipped with its reason), never passed.
 
+use apex_conformance::backends::{self, Available};
 use apex_conformance::runner::{format_report, run_directory, run_file};
 use apex_core::{ApexError, Backend};
 use apex_cpu::CpuBackend;
 use libtest_mimic::{Arguments, Trial};
 use std::path::PathBuf;
-
-fn main() {
-    let args = Arguments::from_args();
-    let plain: Vec<(&str, fn())> = vec![
-        (
-            "committed_vectors_pass_on_cpu_f32",
-            committed_vectors_pass_on_cpu_f32,
-        ),
-        (
-            "committed_vectors_pass_on_cpu_f64_at_f32_input_precision",
-            committed_vectors_pass_on_cpu_f64_at_f32_input_precision,
-        ),
-        (
-            "broken_files_are_reported_not_panicked",
-            broken_files_are_reported_not_panicked,
-        ),
-    ];
-    let trials: Vec<Trial> = plain
-        .into_iter()
-        .map(|(name, body)| {
-            Trial::test(name, move || {
-                body();
-                Ok(())
-            })
-        })
-        .chain(wgpu_trials())
-        .collect();
-    libtest_mimic::run(&args, trials).exit();
-}
-
-/// The vectors on the wgpu backend: a trial, ignored when there is no adapter.
-#[cfg(feature = "wgpu")]
-fn wgpu_trials() -> Vec<Trial> {
-    const NAME: &str = "committed_vectors_pass_on_wgpu";
-    vec![match apex_conformance::backends::wgpu() {
-        Ok(wgpu) => Trial::test(NAME, move || {
-            all_vectors_pass(&wgpu, 1e-4);
-            Ok(())
-        }),
-        Err(why) => {
-            eprintln!("SKIPPED backend wgpu: {why}");
-            Trial::test(NAME, || Ok(())).with_ignored_flag(true)
-        }
-    }]
-}
-
-/// Without the `wgpu` feature there is no wgpu trial.
-#[cfg(not(feature = "wgpu"))]
-fn wgpu_trials() -> Vec<Trial> {
-    Vec::new()
-}
 
 fn repo_dir(sub: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -87,14 +37,44 @@ fn all_vectors_pass<B: Backend>(backend: &B, rtol: f64) {
     );
 }
 
-fn committed_vectors_pass_on_cpu_f32() {
-    all_vectors_pass(&CpuBackend::<f32>::new(), 1e-4);
+/// The committed vectors on `backend` at `rtol`, or an ignored trial saying why not.
+fn vector_trial<B: Backend>(label: &str, backend: Available<B>, rtol: f64) -> Trial {
+    let name = format!("committed_vectors_pass::{label}");
+    match backend {
+        Ok(b) => Trial::test(name, move || {
+            all_vectors_pass(&b, rtol);
+            Ok(())
+        }),
+        Err(why) => {
+            eprintln!("SKIPPED backend {label}: {why}");
+            Trial::test(name, || Ok(())).with_ignored_flag(true)
+        }
+    }
 }
 
-fn committed_vectors_pass_on_cpu_f64_at_f32_input_precision() {
-    // Inputs are f32-rounded and expected values are f64 results stored as f32,
-    // so f64 compute must agree to f32 storage precision.
-    all_vectors_pass(&CpuBackend::<f64>::new(), 1e-5);
+fn main() {
+    let args = Arguments::from_args();
+    let mut trials = vec![
+        vector_trial("cpu_f32", backends::cpu_f32(), 1e-4),
+        // Inputs are f32-rounded and expected values are f64 results stored as f32,
+        // so f64 compute must agree to f32 storage precision.
+        vector_trial("cpu_f64", backends::cpu_f64(), 1e-5),
+        Trial::test("broken_files_are_reported_not_panicked", || {
+            broken_files_are_reported_not_panicked();
+            Ok(())
+        }),
+    ];
+    #[cfg(feature = "wgpu")]
+    trials.push(vector_trial("wgpu", backends::wgpu(), 1e-4));
+    #[cfg(feature = "cuda")]
+    trials.push(vector_trial("cuda", backends::cuda(), 1e-4));
+    #[cfg(feature = "cuda")]
+    trials.push(vector_trial(
+        "cuda_emulated",
+        backends::cuda_emulated(),
+        1e-4,
+    ));
+    libtest_mimic::run(&args, trials).exit();
 }
 
 fn broken_files_are_reported_not_panicked() {

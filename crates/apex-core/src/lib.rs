@@ -32,6 +32,7 @@ pub mod s2;
 pub mod selection;
 pub mod settings;
 pub mod split_linear;
+pub mod transformer_ops;
 
 pub use backend::{Backend, BinaryOp, UnaryOp};
 pub use divisor::find_divisor;
@@ -46,3 +47,4 @@ pub use monarch::{Monarch, MonarchGrads, MonarchInit};
 pub use s2::S2Linear;
 pub use settings::ApexSettings;
 pub use split_linear::{SplitAxis, SplitLinear};
+pub use transformer_ops::{AdamWStep, TransformerOps, IGNORE_INDEX};

@@ -23,6 +23,7 @@
 #[cfg(feature = "openblas")]
 mod blas;
 mod tensor;
+mod transformer_ops;
 
 /// The README's Rust examples run as doctests, so the README cannot drift from the API.
 #[cfg(doctest)]

@@ -1,0 +1,585 @@
+//! # apex-cuda
+//!
+//! The APEX [`Backend`] on NVIDIA GPUs: f32 tensors in device memory,
+//! handwritten kernels (`kernels/cuda/*.cu`, one file per op family) compiled
+//! at run time with NVRTC, and cuBLAS for dense products it can express.
+//!
+//! | op family | kernel file | notes |
+//! | --- | --- | --- |
+//! | axpby, binary, scale_columns, unary, fill | `elementwise.cu` | any strides, β = 0 never reads the output |
+//! | column_dot | `reduce.cu` | deterministic (no atomics) |
+//! | gather_rows, gather_columns | `gather.cu` | |
+//! | gemm | `gemm.cu`, or cuBLAS | tiled + register-blocked, split-K; cuBLAS when every operand has a unit stride |
+//! | Monarch forward / transposed apply | `monarch.cu` | both stages and the stride permutation fused |
+//!
+//! ## What a machine needs
+//!
+//! 1. Building needs no CUDA at all: cudarc loads every library at run time.
+//! 2. Running needs the NVIDIA driver (`libcuda.so.1`), the NVRTC library
+//!    (`libnvrtc.so.*`, from a CUDA toolkit or the `nvidia-cuda-nvrtc` wheel)
+//!    on the loader path (`LD_LIBRARY_PATH` or `ldconfig`), and optionally
+//!    cuBLAS (`libcublas.so.*`); without it every product uses the kernels.
+//! 3. Without a driver or device, [`CudaBackend::new`] returns an error saying
+//!    which is missing; nothing panics.
+//!
+//! ```no_run
+//! use apex_core::{ops, Backend, MatView};
+//! use apex_cuda::CudaBackend;
+//!
+//! let gpu = CudaBackend::new()?;
+//! let a = gpu.upload(&[1.0, 2.0, 3.0, 4.0], &[2, 2])?;
+//! let v = MatView::full(2, 2);
+//! let c = ops::matmul(&gpu, &a, v, &a, v.t())?; // A·Aᵀ
+//! assert_eq!(gpu.download(&c)?, vec![5.0, 11.0, 11.0, 25.0]);
+//! # Ok::<(), apex_core::ApexError>(())
+//! ```
+//!
+//! [`CudaBackend::emulated`] runs the same kernel sources on the CPU (compiled
+//! as C++ against a small emulation of the CUDA built-ins): slow, but it is
+//! how CI checks the kernels without a GPU.
+
+mod device;
+mod driver;
+mod elementwise;
+mod emulator;
+mod gather;
+mod gemm;
+pub mod kernels;
+mod monarch;
+mod reduce;
+mod tensor;
+
+pub use device::DeviceInfo;
+pub use tensor::CudaTensor;
+
+use apex_core::layout::{check_gemm, check_indices, check_same_dims, numel};
+use apex_core::{ApexError, Backend, BatchView, BinaryOp, MatView, Monarch, Result, UnaryOp};
+use device::{backend_error, Device};
+use elementwise::Scalars;
+use kernels::ElementwiseOp;
+use std::fmt;
+use std::sync::Arc;
+
+/// Which implementation dense products use.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum GemmPath {
+    /// cuBLAS whenever the views allow it (a unit stride on every operand),
+    /// the handwritten kernels otherwise.
+    #[default]
+    Auto,
+    /// Always the handwritten kernels (for measurement and cross-checks).
+    Kernels,
+}
+
+/// Tuning switches of a [`CudaBackend`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CudaOptions {
+    pub gemm: GemmPath,
+    /// Let cuBLAS use TF32 tensor cores (about 1e-3 relative error: fails the
+    /// f32 conformance tolerance, so off by default).
+    pub tf32: bool,
+    /// Use the fused Monarch kernels (off: the two-GEMM composite).
+    pub fused_monarch: bool,
+}
+
+impl Default for CudaOptions {
+    fn default() -> Self {
+        CudaOptions {
+            gemm: GemmPath::Auto,
+            tf32: false,
+            fused_monarch: true,
+        }
+    }
+}
+
+/// The CUDA backend: one device, shared by clones.
+#[derive(Clone)]
+pub struct CudaBackend {
+    device: Arc<Device>,
+    options: CudaOptions,
+}
+
+impl fmt::Debug for CudaBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CudaBackend")
+            .field("device", &self.device.info().name)
+            .field("options", &self.options)
+            .finish()
+    }
+}
+
+impl CudaBackend {
+    /// The first CUDA device, kernels compiled (once per process and device).
+    /// Fails with the reason when there is no driver, no device or no NVRTC.
+    pub fn new() -> Result<Self> {
+        Self::on_device(0)
+    }
+
+    /// CUDA device `ordinal`.
+    pub fn on_device(ordinal: usize) -> Result<Self> {
+        Ok(CudaBackend {
+            device: driver::open(ordinal).map_err(backend_error)?,
+            options: CudaOptions::default(),
+        })
+    }
+
+    /// The host emulator: the same kernels compiled as C++ and run on CPU
+    /// threads. Needs a C++20 compiler (`$CXX` or `c++`) on first use.
+    pub fn emulated() -> Result<Self> {
+        Ok(CudaBackend {
+            device: emulator::open().map_err(backend_error)?,
+            options: CudaOptions::default(),
+        })
+    }
+
+    /// How many CUDA devices the driver sees, or why none can be used
+    /// (no driver library, no device). Never panics.
+    pub fn probe() -> std::result::Result<usize, String> {
+        driver::probe()
+    }
+
+    /// The same device with other options (tensors are interchangeable).
+    pub fn with_options(&self, options: CudaOptions) -> Self {
+        CudaBackend {
+            device: Arc::clone(&self.device),
+            options,
+        }
+    }
+
+    pub fn options(&self) -> CudaOptions {
+        self.options
+    }
+
+    /// Name, compute capability, library versions and paths.
+    pub fn info(&self) -> &DeviceInfo {
+        self.device.info()
+    }
+
+    /// Waits until all queued work is done (for timing).
+    pub fn synchronize(&self) -> Result<()> {
+        self.device.synchronize()
+    }
+
+    pub(crate) fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// The device address of a tensor this backend may read.
+    pub(crate) fn read(&self, tensor: &CudaTensor) -> Result<u64> {
+        if tensor.device != self.device.id() {
+            return Err(backend_error(
+                "tensor belongs to another device".to_string(),
+            ));
+        }
+        Ok(tensor.buffer.addr())
+    }
+
+    /// The device address of a tensor about to be written: a buffer shared
+    /// with other tensors is copied first (copy-on-write).
+    pub(crate) fn write(&self, tensor: &mut CudaTensor) -> Result<u64> {
+        self.read(tensor)?;
+        if Arc::get_mut(&mut tensor.buffer).is_none() {
+            tensor.buffer = Arc::new(self.device.duplicate(&tensor.buffer)?);
+        }
+        Ok(tensor.buffer.addr())
+    }
+
+    fn tensor(&self, buffer: device::Buffer, shape: &[usize]) -> CudaTensor {
+        CudaTensor {
+            buffer: Arc::new(buffer),
+            shape: shape.to_vec(),
+            device: self.device.id(),
+        }
+    }
+
+    pub(crate) fn zeros_tensor(&self, shape: &[usize]) -> Result<CudaTensor> {
+        Ok(self.tensor(self.device.zeros(numel(shape))?, shape))
+    }
+
+    /// A tensor whose every element a kernel is about to write.
+    pub(crate) fn uninit_tensor(&self, shape: &[usize]) -> Result<CudaTensor> {
+        Ok(self.tensor(self.device.uninit(numel(shape))?, shape))
+    }
+
+    pub(crate) fn upload_tensor(&self, data: &[f32], shape: &[usize]) -> Result<CudaTensor> {
+        if data.len() != numel(shape) {
+            return Err(ApexError::ShapeMismatch {
+                op: "upload",
+                expected: shape.to_vec(),
+                got: vec![data.len()],
+            });
+        }
+        Ok(self.tensor(self.device.upload(data)?, shape))
+    }
+
+    fn dims2(&self, tensor: &CudaTensor, op: &'static str) -> Result<(usize, usize)> {
+        match tensor.shape[..] {
+            [r, c] => Ok((r, c)),
+            _ => Err(ApexError::shape(op, &[0, 0], &tensor.shape)),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn monarch(
+        &self,
+        monarch: &Monarch<Self>,
+        transposed: bool,
+        x: &CudaTensor,
+        x_view: MatView,
+        beta: f32,
+        out: &mut CudaTensor,
+        out_view: MatView,
+    ) -> Result<CudaTensor> {
+        let op = if transposed {
+            "monarch.apply_transposed"
+        } else {
+            "monarch.forward"
+        };
+        check_same_dims(op, &[(&x_view, x.len()), (&out_view, out.len())])?;
+        check_writable(op, &out_view)?;
+        if self.options.fused_monarch {
+            let fused = monarch::fused(self, monarch, transposed, x, x_view, beta, out, out_view)?;
+            if let Some(mid) = fused {
+                return Ok(mid);
+            }
+        }
+        if transposed {
+            monarch.apply_transposed_composite(self, x, x_view, beta, out, out_view)
+        } else {
+            monarch.forward_composite(self, x, x_view, beta, out, out_view)
+        }
+    }
+}
+
+/// Fails when an output view would write some element twice (a GPU would
+/// race where the CPU reference refuses the view).
+fn check_writable(op: &'static str, view: &MatView) -> Result<()> {
+    if view.rows == 0 || view.cols == 0 {
+        return Ok(());
+    }
+    // ndarray's rule: sorted by stride, each axis of length > 1 must step past
+    // everything the faster axes cover.
+    let mut axes = [(view.row_stride, view.rows), (view.col_stride, view.cols)];
+    axes.sort();
+    let mut covered = 0usize;
+    for (stride, len) in axes {
+        match len {
+            1 => {}
+            _ if stride <= covered => {
+                return Err(ApexError::config(
+                    format!("{op}.output_view"),
+                    "views that overlap themselves cannot be written",
+                ))
+            }
+            _ => covered += (len - 1) * stride,
+        }
+    }
+    Ok(())
+}
+
+impl Backend for CudaBackend {
+    type Elem = f32;
+    type Tensor = CudaTensor;
+
+    fn name(&self) -> String {
+        match &*self.device {
+            Device::Driver(_) => "cuda-f32".into(),
+            Device::Emulator(_) => "cuda-emulated-f32".into(),
+        }
+    }
+
+    fn zeros(&self, shape: &[usize]) -> Result<CudaTensor> {
+        self.zeros_tensor(shape)
+    }
+
+    fn upload(&self, data: &[f32], shape: &[usize]) -> Result<CudaTensor> {
+        self.upload_tensor(data, shape)
+    }
+
+    fn download(&self, tensor: &CudaTensor) -> Result<Vec<f32>> {
+        self.read(tensor)?;
+        self.device.download(&tensor.buffer)
+    }
+
+    fn shape<'t>(&self, tensor: &'t CudaTensor) -> &'t [usize] {
+        &tensor.shape
+    }
+
+    fn reshape(&self, tensor: &CudaTensor, shape: &[usize]) -> Result<CudaTensor> {
+        if numel(shape) != tensor.len() {
+            return Err(ApexError::shape("reshape", &tensor.shape, shape));
+        }
+        Ok(CudaTensor {
+            buffer: Arc::clone(&tensor.buffer),
+            shape: shape.to_vec(),
+            device: tensor.device,
+        })
+    }
+
+    fn gemm(
+        &self,
+        batch: usize,
+        alpha: f32,
+        a: &CudaTensor,
+        a_view: BatchView,
+        b: &CudaTensor,
+        b_view: BatchView,
+        beta: f32,
+        c: &mut CudaTensor,
+        c_view: BatchView,
+    ) -> Result<()> {
+        let (m, n, k) = check_gemm(batch, &a_view, a.len(), &b_view, b.len(), &c_view, c.len())?;
+        check_writable("gemm", &c_view.mat)?;
+        let problem = gemm::Problem {
+            batch,
+            m,
+            n,
+            k,
+            alpha,
+            beta,
+            a: a_view,
+            b: b_view,
+            c: c_view,
+        };
+        gemm::gemm(self, problem, a, b, c)
+    }
+
+    fn axpby(
+        &self,
+        alpha: f32,
+        x: &CudaTensor,
+        x_view: MatView,
+        beta: f32,
+        y: &mut CudaTensor,
+        y_view: MatView,
+    ) -> Result<()> {
+        check_same_dims("axpby", &[(&x_view, x.len()), (&y_view, y.len())])?;
+        check_writable("axpby", &y_view)?;
+        let scalars = Scalars {
+            alpha,
+            beta,
+            value: 0.0,
+        };
+        elementwise::run(
+            self,
+            ElementwiseOp::Axpby,
+            scalars,
+            Some((x, x_view)),
+            None,
+            y,
+            y_view,
+        )
+    }
+
+    fn binary(
+        &self,
+        op: BinaryOp,
+        x: &CudaTensor,
+        x_view: MatView,
+        z: &CudaTensor,
+        z_view: MatView,
+        beta: f32,
+        y: &mut CudaTensor,
+        y_view: MatView,
+    ) -> Result<()> {
+        check_same_dims(
+            "binary",
+            &[(&x_view, x.len()), (&z_view, z.len()), (&y_view, y.len())],
+        )?;
+        check_writable("binary", &y_view)?;
+        let op = match op {
+            BinaryOp::Add => ElementwiseOp::Add,
+            BinaryOp::Sub => ElementwiseOp::Sub,
+            BinaryOp::Mul => ElementwiseOp::Mul,
+            BinaryOp::Div => ElementwiseOp::Div,
+        };
+        let scalars = Scalars {
+            alpha: 1.0,
+            beta,
+            value: 0.0,
+        };
+        elementwise::run(
+            self,
+            op,
+            scalars,
+            Some((x, x_view)),
+            Some((z, z_view)),
+            y,
+            y_view,
+        )
+    }
+
+    fn scale_columns(
+        &self,
+        x: &CudaTensor,
+        x_view: MatView,
+        v: &CudaTensor,
+        v_offset: usize,
+        beta: f32,
+        y: &mut CudaTensor,
+        y_view: MatView,
+    ) -> Result<()> {
+        check_same_dims("scale_columns", &[(&x_view, x.len()), (&y_view, y.len())])?;
+        check_writable("scale_columns", &y_view)?;
+        MatView {
+            offset: v_offset,
+            ..MatView::row_vector(x_view.cols)
+        }
+        .check_fits("scale_columns", v.len())?;
+        // The vector as a view broadcast down the rows.
+        let broadcast = MatView {
+            offset: v_offset,
+            rows: x_view.rows,
+            cols: x_view.cols,
+            row_stride: 0,
+            col_stride: 1,
+        };
+        let scalars = Scalars {
+            alpha: 1.0,
+            beta,
+            value: 0.0,
+        };
+        elementwise::run(
+            self,
+            ElementwiseOp::Mul,
+            scalars,
+            Some((x, x_view)),
+            Some((v, broadcast)),
+            y,
+            y_view,
+        )
+    }
+
+    fn column_dot(
+        &self,
+        x: &CudaTensor,
+        x_view: MatView,
+        z: &CudaTensor,
+        z_view: MatView,
+        beta: f32,
+        out: &mut CudaTensor,
+        out_offset: usize,
+    ) -> Result<()> {
+        check_same_dims("column_dot", &[(&x_view, x.len()), (&z_view, z.len())])?;
+        MatView {
+            offset: out_offset,
+            ..MatView::row_vector(x_view.cols)
+        }
+        .check_fits("column_dot", out.len())?;
+        reduce::column_dot(self, x, x_view, z, z_view, beta, out, out_offset)
+    }
+
+    fn unary(
+        &self,
+        op: UnaryOp,
+        x: &CudaTensor,
+        x_view: MatView,
+        y: &mut CudaTensor,
+        y_view: MatView,
+    ) -> Result<()> {
+        check_same_dims("unary", &[(&x_view, x.len()), (&y_view, y.len())])?;
+        check_writable("unary", &y_view)?;
+        let op = match op {
+            UnaryOp::Silu => ElementwiseOp::Silu,
+            UnaryOp::SiluGrad => ElementwiseOp::SiluGrad,
+            UnaryOp::Sqrt => ElementwiseOp::Sqrt,
+            UnaryOp::Square => ElementwiseOp::Square,
+            UnaryOp::Exp => ElementwiseOp::Exp,
+            UnaryOp::Neg => ElementwiseOp::Neg,
+        };
+        let scalars = Scalars {
+            alpha: 1.0,
+            beta: 0.0,
+            value: 0.0,
+        };
+        elementwise::run(self, op, scalars, Some((x, x_view)), None, y, y_view)
+    }
+
+    fn fill(&self, y: &mut CudaTensor, y_view: MatView, value: f32) -> Result<()> {
+        y_view.check_fits("fill", y.len())?;
+        check_writable("fill", &y_view)?;
+        let scalars = Scalars {
+            alpha: 1.0,
+            beta: 0.0,
+            value,
+        };
+        elementwise::run(self, ElementwiseOp::Fill, scalars, None, None, y, y_view)
+    }
+
+    fn gather_rows(&self, x: &CudaTensor, index: &[usize]) -> Result<CudaTensor> {
+        let (rows, cols) = self.dims2(x, "gather_rows")?;
+        check_indices("gather_rows", index, rows)?;
+        gather::gather(self, x, (rows, cols), index, false)
+    }
+
+    fn gather_columns(&self, x: &CudaTensor, index: &[usize]) -> Result<CudaTensor> {
+        let (rows, cols) = self.dims2(x, "gather_columns")?;
+        check_indices("gather_columns", index, cols)?;
+        gather::gather(self, x, (rows, cols), index, true)
+    }
+
+    fn monarch_forward(
+        &self,
+        monarch: &Monarch<Self>,
+        x: &CudaTensor,
+        x_view: MatView,
+        beta: f32,
+        out: &mut CudaTensor,
+        out_view: MatView,
+    ) -> Result<CudaTensor> {
+        self.monarch(monarch, false, x, x_view, beta, out, out_view)
+    }
+
+    fn monarch_apply_transposed(
+        &self,
+        monarch: &Monarch<Self>,
+        g: &CudaTensor,
+        g_view: MatView,
+        beta: f32,
+        out: &mut CudaTensor,
+        out_view: MatView,
+    ) -> Result<CudaTensor> {
+        self.monarch(monarch, true, g, g_view, beta, out, out_view)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn self_overlapping_outputs_are_refused() {
+        let ok = MatView::full(3, 4);
+        assert!(check_writable("t", &ok).is_ok());
+        assert!(check_writable("t", &ok.t()).is_ok());
+        let broadcast = MatView {
+            row_stride: 0,
+            ..ok
+        };
+        assert!(check_writable("t", &broadcast).is_err());
+        let overlapping = MatView {
+            row_stride: 2,
+            ..ok
+        };
+        assert!(check_writable("t", &overlapping).is_err());
+        // The Monarch interleaved layout: column stride b, rows k apart.
+        let interleaved = MatView {
+            offset: 1,
+            rows: 5,
+            cols: 3,
+            row_stride: 12,
+            col_stride: 4,
+        };
+        assert!(check_writable("t", &interleaved).is_ok());
+        // A single column with any stride, and empty views, are fine.
+        let diagonal = MatView {
+            offset: 0,
+            rows: 4,
+            cols: 1,
+            row_stride: 5,
+            col_stride: 1,
+        };
+        assert!(check_writable("t", &diagonal).is_ok());
+        assert!(check_writable("t", &MatView::full(0, 3)).is_ok());
+    }
+}

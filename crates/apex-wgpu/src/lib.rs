@@ -17,6 +17,11 @@
 //! | [`Backend::column_dot`] | `reduce.wgsl` | per-column reduction in workgroup memory, deterministic order |
 //! | [`Backend::gather_rows`], [`Backend::gather_columns`] | `gather.wgsl` | index lists checked on the host |
 //! | [`Backend::monarch_forward`], [`Backend::monarch_apply_transposed`] | `monarch.wgsl` | both block stages and the stride permutation fused in one dispatch (k ≤ 4096; larger k runs the two-GEMM composite) |
+//! | `TransformerOps::rms_norm` (+ backward) | `norm.wgsl` | one workgroup per row, fixed-order reduction; weight gradient per column |
+//! | `TransformerOps::rope` | `rope.wgsl` | cos/sin table from the host in f64 |
+//! | `TransformerOps::causal_softmax`, `softmax_backward`, `cross_entropy` | `softmax.wgsl` | one workgroup per row; only the per-row losses are read back |
+//! | `TransformerOps::scatter_add_rows` | `gather.wgsl` | sources grouped per destination on the host: no float atomics, CPU summation order |
+//! | `TransformerOps::adamw_step` | `optim.wgsl` | elementwise, bias corrections from the host in f64 |
 //!
 //! How it works:
 //! 1. Tensors live in storage buffers ([`WgpuTensor`]) and stay on the device
@@ -50,6 +55,7 @@ mod monarch;
 mod params;
 mod reduce;
 mod tensor;
+mod transformer;
 
 pub use tensor::WgpuTensor;
 

@@ -101,7 +101,10 @@ fn main() {
         ));
     }
     #[cfg(feature = "cuda")]
-    for (label, backend) in [("cuda", backends::cuda()), ("cuda_emulated", backends::cuda_emulated())] {
+    for (label, backend) in [
+        ("cuda", backends::cuda()),
+        ("cuda_emulated", backends::cuda_emulated()),
+    ] {
         backend_trials(label, backend.clone(), &mut trials);
         trials.push(backend_trial(
             format!("properties::backend_agrees_with_cpu_f64::{label}"),

@@ -168,13 +168,13 @@ impl TransformerOps for WgpuBackend {
     ) -> Result<()> {
         const OP: &str = "rope";
         let (rows, width) = x.dims2(OP)?;
-        if head_dim == 0 || head_dim % 2 != 0 || width % head_dim != 0 {
+        if head_dim == 0 || !head_dim.is_multiple_of(2) || !width.is_multiple_of(head_dim) {
             return Err(ApexError::config(
                 "rope.head_dim",
                 format!("{head_dim} must be even and divide the row width {width}"),
             ));
         }
-        if seq_len == 0 || rows % seq_len != 0 {
+        if seq_len == 0 || !rows.is_multiple_of(seq_len) {
             return Err(ApexError::config(
                 "rope.seq_len",
                 format!("{seq_len} must be positive and divide the row count {rows}"),

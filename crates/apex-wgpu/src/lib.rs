@@ -59,7 +59,7 @@ mod transformer;
 
 pub use tensor::WgpuTensor;
 
-use apex_core::layout::{check_gemm, check_same_dims};
+use apex_core::layout::{check_gemm, check_same_dims, check_writable};
 use apex_core::{ApexError, Backend, BatchView, BinaryOp, MatView, Monarch, Result, UnaryOp};
 use device::Gpu;
 use elementwise::Scalars;
@@ -181,6 +181,7 @@ impl Backend for WgpuBackend {
         c_view: BatchView,
     ) -> Result<()> {
         let (m, n, k) = check_gemm(batch, &a_view, a.len(), &b_view, b.len(), &c_view, c.len())?;
+        check_writable("gemm", &c_view.mat)?;
         if batch == 0 || m == 0 || n == 0 {
             return Ok(());
         }
@@ -207,6 +208,7 @@ impl Backend for WgpuBackend {
         y_view: MatView,
     ) -> Result<()> {
         check_same_dims("axpby", &[(&x_view, x.len()), (&y_view, y.len())])?;
+        check_writable("axpby", &y_view)?;
         let y_buffer = y.buffer_mut(&self.gpu)?;
         elementwise::dispatch(
             &self.gpu,
@@ -237,6 +239,7 @@ impl Backend for WgpuBackend {
             "binary",
             &[(&x_view, x.len()), (&z_view, z.len()), (&y_view, y.len())],
         )?;
+        check_writable("binary", &y_view)?;
         let y_buffer = y.buffer_mut(&self.gpu)?;
         elementwise::dispatch(
             &self.gpu,
@@ -263,6 +266,7 @@ impl Backend for WgpuBackend {
         y_view: MatView,
     ) -> Result<()> {
         check_same_dims("scale_columns", &[(&x_view, x.len()), (&y_view, y.len())])?;
+        check_writable("scale_columns", &y_view)?;
         MatView {
             offset: v_offset,
             ..MatView::row_vector(x_view.cols)
@@ -318,6 +322,7 @@ impl Backend for WgpuBackend {
         y_view: MatView,
     ) -> Result<()> {
         check_same_dims("unary", &[(&x_view, x.len()), (&y_view, y.len())])?;
+        check_writable("unary", &y_view)?;
         let y_buffer = y.buffer_mut(&self.gpu)?;
         elementwise::dispatch(
             &self.gpu,
@@ -334,6 +339,7 @@ impl Backend for WgpuBackend {
 
     fn fill(&self, y: &mut WgpuTensor, y_view: MatView, value: f32) -> Result<()> {
         y_view.check_fits("fill", y.len())?;
+        check_writable("fill", &y_view)?;
         let y_buffer = y.buffer_mut(&self.gpu)?;
         elementwise::dispatch(
             &self.gpu,

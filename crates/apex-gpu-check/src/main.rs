@@ -650,8 +650,8 @@ fn ffn_benchmark(
     report.line("| backend | dense | APEX | APEX / dense |");
     report.line("|---|---|---|---|");
     let gpu_sync = || gpu.synchronize();
-    let dense = DensePair::new(gpu, BenchSizes::GPU)?;
-    let apex = ApexPair::new(gpu, BenchSizes::GPU)?;
+    let dense = DensePair::new(gpu, BenchSizes::FULL)?;
+    let apex = ApexPair::new(gpu, BenchSizes::FULL)?;
     let d = time_per_call(&gpu_sync, &mut || dense.step(gpu).map(drop), budget)?;
     let a = time_per_call(&gpu_sync, &mut || apex.step(gpu).map(drop), budget)?;
     report.line(format!(

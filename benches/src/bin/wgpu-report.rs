@@ -4,8 +4,11 @@
 //!
 //! ```text
 //! cargo build --release -p apex-benches --bin wgpu-report
-//! ./target/release/wgpu-report [--peak-tflops 67] [--quick]
+//! ./target/release/wgpu-report [--peak-tflops 67] [--quick] [--sizes 1024,2048] [--gemm-only]
 //! ```
+//!
+//! `--sizes` replaces the square matmul sizes; `--gemm-only` stops after the
+//! matmul table (for comparing GEMM kernels across builds).
 //!
 //! It first checks the backend against the CPU reference on the device
 //! (GEMM in every tile variant and layout, the fused Monarch kernels against
@@ -132,6 +135,12 @@ fn main() -> ExitCode {
         .position(|a| a == "--peak-tflops")
         .and_then(|i| args.get(i + 1))
         .and_then(|v| v.parse().ok());
+    let gemm_only = args.iter().any(|a| a == "--gemm-only");
+    let sizes_arg: Option<Vec<usize>> = args
+        .iter()
+        .position(|a| a == "--sizes")
+        .and_then(|i| args.get(i + 1))
+        .map(|v| v.split(',').filter_map(|s| s.parse().ok()).collect());
     let budget = if quick { 0.2 } else { 1.0 };
     let gpu = match WgpuBackend::new() {
         Ok(gpu) => gpu,
@@ -180,7 +189,9 @@ fn main() -> ExitCode {
     }
 
     println!("\n## matmul C = A·B, f32, row-major (apex gemm kernel)");
-    let sizes: &[usize] = if adapter.software {
+    let sizes: &[usize] = if let Some(sizes) = &sizes_arg {
+        sizes
+    } else if adapter.software {
         &[128, 256]
     } else if quick {
         &[1024, 2048]
@@ -205,6 +216,15 @@ fn main() -> ExitCode {
                 secs * 1e3
             );
         }
+    }
+
+    if gemm_only {
+        return if ok {
+            ExitCode::SUCCESS
+        } else {
+            println!("\nCORRECTNESS CHECK FAILED");
+            ExitCode::FAILURE
+        };
     }
 
     println!("\n## Monarch: fused kernel vs separate block-matmul passes (composite)");

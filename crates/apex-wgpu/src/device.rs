@@ -10,7 +10,6 @@
 use crate::kernels::{Kernel, Shader};
 use crate::params::Params;
 use apex_core::{ApexError, Result};
-use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::{mpsc, Arc, Mutex, MutexGuard};
 use wgpu::util::DeviceExt;
@@ -145,10 +144,12 @@ impl Gpu {
     }
 
     /// A zero-filled (wgpu zero-initialises) or uploaded f32 storage buffer of
-    /// `len` elements. Empty tensors get one padding element: wgpu cannot bind
-    /// an empty buffer.
+    /// `len` elements, padded with zeros to whole vec4s (at least one): the
+    /// GEMM binds its operands as `array<vec4<f32>>`, and wgpu cannot bind an
+    /// empty buffer.
     pub(crate) fn storage(&self, len: usize, data: Option<&[f32]>) -> Result<wgpu::Buffer> {
-        let bytes = (len.max(1) as u64) * 4;
+        let padded = len.max(1).next_multiple_of(4);
+        let bytes = (padded as u64) * 4;
         let limit = self
             .limits
             .max_buffer_size
@@ -163,7 +164,8 @@ impl Gpu {
             | wgpu::BufferUsages::COPY_DST;
         let buffer = match data {
             Some(values) if !values.is_empty() => {
-                let contents: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+                let mut contents: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+                contents.resize(bytes as usize, 0);
                 self.device
                     .create_buffer_init(&wgpu::util::BufferInitDescriptor {
                         label: Some("apex tensor"),
@@ -284,7 +286,7 @@ impl Gpu {
                 self.device
                     .create_shader_module(wgpu::ShaderModuleDescriptor {
                         label: Some(kernel.shader.file()),
-                        source: wgpu::ShaderSource::Wgsl(Cow::Borrowed(kernel.shader.source())),
+                        source: wgpu::ShaderSource::Wgsl(kernel.shader.source()),
                     })
             })
             .clone();

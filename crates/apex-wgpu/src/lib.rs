@@ -12,7 +12,7 @@
 //!
 //! | op family | shader | what runs |
 //! |---|---|---|
-//! | [`Backend::gemm`] | `matmul.wgsl` | batched strided GEMM, workgroup-shared tiles with 8×8/4×4/2×2 register blocks chosen per shape |
+//! | [`Backend::gemm`] | `matmul.wgsl` | batched strided GEMM, one shader per tile shape (128², 64², 32², chosen per product) with generated straight-line vec4 register blocks; vec4 loads for unit-stride aligned operands, scalar loads for any other view |
 //! | [`Backend::axpby`], [`Backend::binary`], [`Backend::scale_columns`], [`Backend::unary`], [`Backend::fill`] | `elementwise.wgsl` | one invocation per element, strided views |
 //! | [`Backend::column_dot`] | `reduce.wgsl` | per-column reduction in workgroup memory, deterministic order |
 //! | [`Backend::gather_rows`], [`Backend::gather_columns`] | `gather.wgsl` | index lists checked on the host |

@@ -16,7 +16,7 @@
 //! | [`Backend::axpby`], [`Backend::binary`], [`Backend::scale_columns`], [`Backend::unary`], [`Backend::fill`] | `elementwise.wgsl` | one invocation per element, strided views |
 //! | [`Backend::column_dot`] | `reduce.wgsl` | per-column reduction in workgroup memory, deterministic order |
 //! | [`Backend::gather_rows`], [`Backend::gather_columns`] | `gather.wgsl` | index lists checked on the host |
-//! | [`Backend::monarch_forward`], [`Backend::monarch_apply_transposed`] | `monarch.wgsl` | both block stages and the stride permutation fused in one dispatch (k ≤ 4096; larger k runs the two-GEMM composite) |
+//! | [`Backend::monarch_forward`], [`Backend::monarch_apply_transposed`] | `monarch.wgsl` | both block stages and the stride permutation fused in one dispatch for blocks p < 32 and k ≤ 4096; otherwise the two-GEMM composite (faster there on an H200) |
 //! | `TransformerOps::rms_norm` (+ backward) | `norm.wgsl` | one workgroup per row, fixed-order reduction; weight gradient per column |
 //! | `TransformerOps::rope` | `rope.wgsl` | cos/sin table from the host in f64 |
 //! | `TransformerOps::causal_softmax`, `softmax_backward`, `cross_entropy` | `softmax.wgsl` | one workgroup per row; only the per-row losses are read back |
@@ -57,6 +57,7 @@ mod reduce;
 mod tensor;
 mod transformer;
 
+pub use monarch::COMPOSITE_FROM_BLOCK as MONARCH_COMPOSITE_FROM_BLOCK;
 pub use tensor::WgpuTensor;
 
 use apex_core::layout::{check_gemm, check_same_dims, check_writable};

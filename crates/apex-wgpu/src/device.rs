@@ -28,21 +28,6 @@ pub(crate) fn backend_error(message: impl Into<String>) -> ApexError {
     }
 }
 
-/// A named set of overridable shader constants: one pipeline per kernel and variant.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub(crate) struct Variant {
-    pub name: &'static str,
-    pub constants: &'static [(&'static str, f64)],
-}
-
-impl Variant {
-    /// The shader's own constant values.
-    pub(crate) const DEFAULT: Variant = Variant {
-        name: "default",
-        constants: &[],
-    };
-}
-
 struct Pipeline {
     pipeline: wgpu::ComputePipeline,
     layout: wgpu::BindGroupLayout,
@@ -62,7 +47,7 @@ pub(crate) struct Gpu {
     limits: wgpu::Limits,
     error: Arc<Mutex<Option<String>>>,
     modules: Mutex<HashMap<Shader, wgpu::ShaderModule>>,
-    pipelines: Mutex<HashMap<(Kernel, &'static str), Arc<Pipeline>>>,
+    pipelines: Mutex<HashMap<Kernel, Arc<Pipeline>>>,
     pending: Mutex<Pending>,
 }
 
@@ -276,8 +261,8 @@ impl Gpu {
         Ok(values)
     }
 
-    fn pipeline(&self, kernel: Kernel, variant: Variant) -> Result<Arc<Pipeline>> {
-        if let Some(p) = lock(&self.pipelines).get(&(kernel, variant.name)) {
+    fn pipeline(&self, kernel: Kernel) -> Result<Arc<Pipeline>> {
+        if let Some(p) = lock(&self.pipelines).get(&kernel) {
             return Ok(Arc::clone(p));
         }
         let module = lock(&self.modules)
@@ -298,7 +283,7 @@ impl Gpu {
                 module: &module,
                 entry_point: Some(kernel.entry),
                 compilation_options: wgpu::PipelineCompilationOptions {
-                    constants: variant.constants,
+                    constants: &[],
                     // Every kernel writes its workgroup memory before reading it.
                     zero_initialize_workgroup_memory: false,
                 },
@@ -309,21 +294,20 @@ impl Gpu {
         })?;
         let layout = pipeline.get_bind_group_layout(0);
         let entry = Arc::new(Pipeline { pipeline, layout });
-        lock(&self.pipelines).insert((kernel, variant.name), Arc::clone(&entry));
+        lock(&self.pipelines).insert(kernel, Arc::clone(&entry));
         Ok(entry)
     }
 
-    /// Records one dispatch of `kernel` (compiled with `variant`'s constants):
-    /// `params` at binding 0, `buffers` at their bindings, `groups` workgroups.
+    /// Records one dispatch of `kernel`: `params` at binding 0, `buffers` at
+    /// their bindings, `groups` workgroups.
     pub(crate) fn dispatch(
         &self,
         kernel: Kernel,
-        variant: Variant,
         params: Params,
         buffers: &[(u32, &wgpu::Buffer)],
         groups: [u32; 3],
     ) -> Result<()> {
-        let pipeline = self.pipeline(kernel, variant)?;
+        let pipeline = self.pipeline(kernel)?;
         let words = params.into_words();
         let contents: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
         let uniform = self

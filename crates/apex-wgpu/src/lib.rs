@@ -27,7 +27,7 @@
 //! 1. Tensors live in storage buffers ([`WgpuTensor`]) and stay on the device
 //!    between ops; only [`Backend::download`] reads back.
 //! 2. Dispatches are recorded into one command encoder and submitted in
-//!    batches; pipelines are compiled once per entry point (and tile variant)
+//!    batches; pipelines are compiled once per entry point (the GEMM once per tile shape)
 //!    and cached.
 //! 3. Every view is validated with apex-core's checkers before a dispatch, and
 //!    every shader guards its bounds; wgpu's own errors come back as

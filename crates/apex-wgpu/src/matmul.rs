@@ -1,7 +1,7 @@
 //! Host side of `matmul.wgsl`: the batched strided GEMM, its tile choice and
 //! its grid (split into several dispatches past the 65535-per-dimension limit).
 
-use crate::device::{Gpu, Variant};
+use crate::device::Gpu;
 use crate::kernels::Kernel;
 use crate::params::{batch_strides, Params};
 use apex_core::{BatchView, Result};
@@ -183,7 +183,6 @@ pub(crate) fn gemm_with_tile(
                 ];
                 gpu.dispatch(
                     Kernel::gemm(tile),
-                    Variant::DEFAULT,
                     params,
                     &[(1, a.0), (2, b.0), (3, c.0)],
                     groups,

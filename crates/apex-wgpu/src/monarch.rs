@@ -1,7 +1,7 @@
 //! Host side of `monarch.wgsl`: the fused Monarch forward and transposed apply
 //! (both block stages and the stride permutation in one dispatch).
 
-use crate::device::{grid, Gpu, Variant};
+use crate::device::{grid, Gpu};
 use crate::kernels::Kernel;
 use crate::params::Params;
 use crate::tensor::WgpuTensor;
@@ -89,7 +89,6 @@ pub(crate) fn apply(
     let out_buffer = out.buffer_mut(gpu)?;
     gpu.dispatch(
         kernel,
-        Variant::DEFAULT,
         params,
         &[
             (1, input.buffer()),

@@ -9,7 +9,8 @@
 // values and appends the `gemm` entry point: straight-line code in which every
 // accumulator and operand fragment is a named `vec4<f32>` variable, so no
 // register array is ever indexed at run time (naga does not unroll loops, and
-// a dynamically indexed private array ends up in local memory).
+// GPU compilers typically put a dynamically indexed private array in local
+// memory).
 //
 // One workgroup of WG_N×WG_M threads computes a BM×BN tile of one C[i]
 // (BM = WG_M·TM, BN = WG_N·TN). Per BK-deep step it stages an A tile
@@ -89,7 +90,10 @@ const THREADS: u32 = WG_M * WG_N;
 // quads). They are declared with the thread's own coordinate as the only
 // non-constant index of a read in the inner product (row = i·WG_M + y, quad =
 // j·WG_N + x), so naga's bounds clamp applies to lid.y resp. lid.x alone and
-// the compiler can fold the constant part into the load's address.
+// the compiler can fold the constant part into the load's address. (wgpu 30
+// has no safe way to drop naga's bounds checks: `create_shader_module_trusted`
+// is `unsafe`. Storage-buffer checks are left to the driver where Vulkan's
+// robustBufferAccess2 exists.)
 var<workgroup> a_tile: array<array<array<vec4<f32>, BK4>, WG_M>, TM>;
 var<workgroup> b_tile: array<array<array<vec4<f32>, WG_N>, TN4>, BK>;
 

@@ -3,8 +3,8 @@
 //! The hand-written part of the shader (loads, staging, stores) works for any
 //! tile; the inner product is written out here as straight-line WGSL, one
 //! named `vec4<f32>` per accumulator quad and operand fragment. naga emits
-//! loops as loops, and a private array indexed by a loop counter is placed in
-//! local memory by GPU compilers; named variables are registers.
+//! loops as loops, and GPU compilers typically place a private array indexed
+//! by a loop counter in local memory; named variables stay in registers.
 
 use super::Tile;
 use std::fmt::Write;

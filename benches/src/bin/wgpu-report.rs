@@ -4,8 +4,13 @@
 //!
 //! ```text
 //! cargo build --release -p apex-benches --bin wgpu-report
-//! ./target/release/wgpu-report [--peak-tflops 67] [--quick]
+//! ./target/release/wgpu-report [--peak-tflops 67] [--quick] [--sizes 1024,2048] [--gemm-only]
 //! ```
+//!
+//! `--sizes` replaces the square matmul sizes; `--gemm-only` stops after the
+//! matmul table (for comparing GEMM kernels across builds). The matmul rows
+//! give the fraction of the fp32 peak: `--peak-tflops`, else the datasheet
+//! value for a few known adapters (see [`known_peak_tflops`]).
 //!
 //! It first checks the backend against the CPU reference on the device
 //! (GEMM in every tile variant and layout, the fused Monarch kernels against
@@ -16,7 +21,7 @@
 use apex_benches::{random_tensor, random_values, ApexPair, DensePair, MonarchBench, Sizes};
 use apex_core::{ops, Backend, BatchView, MatView, Monarch, MonarchInit};
 use apex_cpu::CpuBackend;
-use apex_wgpu::WgpuBackend;
+use apex_wgpu::{WgpuBackend, MONARCH_COMPOSITE_FROM_BLOCK};
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -40,6 +45,23 @@ fn time(gpu: &WgpuBackend, budget: f64, mut step: impl FnMut()) -> f64 {
     start.elapsed().as_secs_f64() / reps as f64
 }
 
+/// Datasheet fp32 (non-tensor-core) peak in TFLOP/s, by adapter name:
+/// NVIDIA's H200, H100 and A100 product briefs (SXM unless named).
+fn known_peak_tflops(adapter: &str) -> Option<f64> {
+    const PEAKS: [(&str, f64); 6] = [
+        ("H200 NVL", 60.0),
+        ("H200", 67.0),
+        ("H100 PCIe", 51.0),
+        ("H100 NVL", 60.0),
+        ("H100", 67.0),
+        ("A100", 19.5),
+    ];
+    PEAKS
+        .iter()
+        .find(|(name, _)| adapter.contains(name))
+        .map(|&(_, peak)| peak)
+}
+
 fn max_rel_error(got: &[f64], want: &[f64]) -> f64 {
     let scale = want.iter().fold(1e-30f64, |m, v| m.max(v.abs()));
     got.iter()
@@ -48,25 +70,50 @@ fn max_rel_error(got: &[f64], want: &[f64]) -> f64 {
         .fold(0.0, f64::max)
 }
 
-/// GEMMs in the three tile variants, plain and transposed layouts, vs the CPU.
+/// How `check_gemm` lays out A and B.
+#[derive(Clone, Copy)]
+enum Layout {
+    /// Row-major: the vec4 loads along k (A) and n (B) where sizes allow.
+    Plain,
+    /// Stored transposed: the vec4 loads along m (A) and k (B).
+    Transposed,
+    /// Columns 1.. of a wider row-major matrix: misaligned, scalar loads.
+    Sliced,
+}
+
+impl Layout {
+    /// (view, elements) of `batch` stacked `rows × cols` matrices.
+    fn place(self, rows: usize, cols: usize, batch: usize) -> (BatchView, usize) {
+        match self {
+            Layout::Plain => (
+                BatchView::strided(MatView::full(rows, cols), rows * cols),
+                batch * rows * cols,
+            ),
+            Layout::Transposed => (
+                BatchView::strided(MatView::full(cols, rows).t(), rows * cols),
+                batch * rows * cols,
+            ),
+            Layout::Sliced => (
+                BatchView::strided(
+                    MatView::full(rows, cols + 1).columns(1..cols + 1),
+                    rows * (cols + 1),
+                ),
+                batch * rows * (cols + 1),
+            ),
+        }
+    }
+}
+
+/// GEMMs in the three tile variants and every load path vs the CPU.
 fn check_gemm(gpu: &WgpuBackend) -> Result<f64, String> {
     let cpu = CpuBackend::<f64>::new();
     let mut worst = 0.0f64;
     for (batch, m, n, k) in [(1, 1000, 1000, 300), (4, 300, 260, 77), (16, 512, 18, 18)] {
-        for transposed in [false, true] {
-            let a_data = random_values(batch * m * k, 1.0, 1);
-            let b_data = random_values(batch * k * n, 1.0, 2);
-            let (a_view, b_view) = if transposed {
-                (
-                    BatchView::strided(MatView::full(k, m).t(), m * k),
-                    BatchView::strided(MatView::full(n, k).t(), n * k),
-                )
-            } else {
-                (
-                    BatchView::strided(MatView::full(m, k), m * k),
-                    BatchView::strided(MatView::full(k, n), n * k),
-                )
-            };
+        for layout in [Layout::Plain, Layout::Transposed, Layout::Sliced] {
+            let (a_view, a_len) = layout.place(m, k, batch);
+            let (b_view, b_len) = layout.place(k, n, batch);
+            let a_data = random_values(a_len, 1.0, 1);
+            let b_data = random_values(b_len, 1.0, 2);
             let c_view = BatchView::strided(MatView::full(m, n), m * n);
             let run = |backend_out: &mut Vec<f64>, on_gpu: bool| -> apex_core::Result<()> {
                 if on_gpu {
@@ -93,10 +140,11 @@ fn check_gemm(gpu: &WgpuBackend) -> Result<f64, String> {
     Ok(worst)
 }
 
-/// Fused Monarch forward and transposed apply vs the two-GEMM composite.
+/// Fused Monarch forward and transposed apply vs the two-GEMM composite
+/// (every k here has blocks smaller than `MONARCH_COMPOSITE_FROM_BLOCK`).
 fn check_monarch(gpu: &WgpuBackend) -> Result<f64, String> {
     let mut worst = 0.0f64;
-    for (rows, k) in [(512, 288), (37, 2064), (9, 35)] {
+    for (rows, k) in [(512, 288), (37, 961), (9, 35)] {
         let run = || -> apex_core::Result<f64> {
             let m = Monarch::new(gpu, k, MonarchInit::Noise, false, 3)?;
             let x = random_tensor(gpu, &[rows, k], 1.0, 4)?;
@@ -132,6 +180,12 @@ fn main() -> ExitCode {
         .position(|a| a == "--peak-tflops")
         .and_then(|i| args.get(i + 1))
         .and_then(|v| v.parse().ok());
+    let gemm_only = args.iter().any(|a| a == "--gemm-only");
+    let sizes_arg: Option<Vec<usize>> = args
+        .iter()
+        .position(|a| a == "--sizes")
+        .and_then(|i| args.get(i + 1))
+        .map(|v| v.split(',').filter_map(|s| s.parse().ok()).collect());
     let budget = if quick { 0.2 } else { 1.0 };
     let gpu = match WgpuBackend::new() {
         Ok(gpu) => gpu,
@@ -158,11 +212,11 @@ fn main() -> ExitCode {
     let mut ok = true;
     for (what, result) in [
         (
-            "gemm vs cpu-f64 (3 tile variants, plain + transposed views)",
+            "gemm vs cpu-f64 (3 tile variants; plain, transposed, misaligned views)",
             check_gemm(&gpu),
         ),
         (
-            "fused monarch vs composite (k = 288, 2064, 35)",
+            "fused monarch vs composite (k = 288, 961, 35)",
             check_monarch(&gpu),
         ),
     ] {
@@ -180,7 +234,20 @@ fn main() -> ExitCode {
     }
 
     println!("\n## matmul C = A·B, f32, row-major (apex gemm kernel)");
-    let sizes: &[usize] = if adapter.software {
+    let peak_tflops = match (peak_tflops, known_peak_tflops(&adapter.name)) {
+        (Some(peak), _) => {
+            println!("fp32 peak {peak} TFLOP/s (--peak-tflops)");
+            Some(peak)
+        }
+        (None, Some(peak)) => {
+            println!("fp32 peak {peak} TFLOP/s (datasheet value for this adapter name)");
+            Some(peak)
+        }
+        (None, None) => None,
+    };
+    let sizes: &[usize] = if let Some(sizes) = &sizes_arg {
+        sizes
+    } else if adapter.software {
         &[128, 256]
     } else if quick {
         &[1024, 2048]
@@ -207,7 +274,18 @@ fn main() -> ExitCode {
         }
     }
 
-    println!("\n## Monarch: fused kernel vs separate block-matmul passes (composite)");
+    if gemm_only {
+        return if ok {
+            ExitCode::SUCCESS
+        } else {
+            println!("\nCORRECTNESS CHECK FAILED");
+            ExitCode::FAILURE
+        };
+    }
+
+    println!(
+        "\n## Monarch: the backend's override (fused kernel for p < {MONARCH_COMPOSITE_FROM_BLOCK}) vs separate block-matmul passes (composite)"
+    );
     let shapes = if adapter.software {
         vec![Sizes::SOFTWARE]
     } else {
@@ -237,9 +315,15 @@ fn main() -> ExitCode {
         let dense = time(&gpu, budget, || {
             m.dense_forward(&gpu).expect("dense");
         });
+        // The backend's Monarch override runs the composite itself for large blocks.
+        let path = if m.monarch.block() >= MONARCH_COMPOSITE_FROM_BLOCK {
+            "override=composite"
+        } else {
+            "override=fused"
+        };
         println!(
-            "T={} k={} (b={}, p={}): forward fused {:.3} ms vs composite {:.3} ms ({:.2}x); \
-             fwd+bwd fused {:.3} ms vs composite {:.3} ms ({:.2}x); dense k×k forward {:.3} ms",
+            "T={} k={} (b={}, p={}, {path}): forward override {:.3} ms vs composite {:.3} ms ({:.2}x); \
+             fwd+bwd override {:.3} ms vs composite {:.3} ms ({:.2}x); dense k×k forward {:.3} ms",
             sizes.tokens,
             sizes.k,
             m.monarch.nblocks(),

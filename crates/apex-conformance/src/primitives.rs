@@ -344,6 +344,125 @@ fn gemm_case<B: Backend>(
     })
 }
 
+/// How [`gemm_layout_cases`] stores one operand: a leading offset, the matrix
+/// row-major or transposed, rows padded by `pad`; batch entries follow each
+/// other (entry size rounded up to a multiple of 4 when `offset` and `pad`
+/// are, so alignment holds in every entry).
+#[derive(Clone, Copy, Debug)]
+struct Placement {
+    offset: usize,
+    transposed: bool,
+    pad: usize,
+}
+
+impl Placement {
+    fn place(self, rows: usize, cols: usize, batch: usize) -> (BatchView, usize) {
+        let (stored_rows, stored_cols) = if self.transposed {
+            (cols, rows)
+        } else {
+            (rows, cols)
+        };
+        let ld = stored_cols + self.pad;
+        let mat = MatView {
+            offset: self.offset,
+            rows: stored_rows,
+            cols: stored_cols,
+            row_stride: ld,
+            col_stride: 1,
+        };
+        let mat = if self.transposed { mat.t() } else { mat };
+        let entry = if (self.offset | self.pad) % 4 == 0 {
+            (stored_rows * ld).next_multiple_of(4)
+        } else {
+            stored_rows * ld + 1
+        };
+        (
+            BatchView::strided(mat, entry),
+            self.offset + entry * batch.max(1) + 1,
+        )
+    }
+}
+
+/// GEMMs on fixed layouts that a vectorising GPU backend loads differently:
+/// unit-stride operands whose offsets and strides are multiples of 4 (vector
+/// loads along either dimension), the same with a misaligned offset or
+/// stride, and extents that are not multiples of 4; at sizes that reach the
+/// small, medium and large tiles of the wgpu backend.
+fn gemm_layout_cases<B: Backend>(backend: &B, rng: &mut StdRng) -> Result<(), String> {
+    let layouts = [
+        Placement {
+            offset: 0,
+            transposed: false,
+            pad: 0,
+        },
+        Placement {
+            offset: 4,
+            transposed: false,
+            pad: 4,
+        },
+        Placement {
+            offset: 8,
+            transposed: true,
+            pad: 4,
+        },
+        Placement {
+            offset: 1,
+            transposed: false,
+            pad: 0,
+        },
+        Placement {
+            offset: 2,
+            transposed: true,
+            pad: 1,
+        },
+    ];
+    // (batch, m, n, k): multiples of 4 and not; the last two are large
+    // enough for wgpu's 64- and 128-wide tiles and run fewer layout pairs.
+    let shapes = [
+        (2, 36, 44, 20),
+        (2, 35, 43, 21),
+        (32, 124, 124, 36),
+        (32, 252, 196, 20),
+    ];
+    for (s, &(batch, m, n, k)) in shapes.iter().enumerate() {
+        for (i, &la) in layouts.iter().enumerate() {
+            for (j, &lb) in layouts.iter().enumerate() {
+                if s >= 2 && j != (i + 1) % layouts.len() {
+                    continue;
+                }
+                let lc = layouts[(i + j) % layouts.len()];
+                let (a, a_len) = la.place(m, k, batch);
+                let (b, b_len) = lb.place(k, n, batch);
+                let (c, c_len) = lc.place(m, n, batch);
+                let beta = if (i + j) % 2 == 0 { 0.0 } else { 0.5 };
+                let a_op = Operand {
+                    data: random_values(rng, a_len),
+                    view: a.mat,
+                };
+                let b_op = Operand {
+                    data: random_values(rng, b_len),
+                    view: b.mat,
+                };
+                let c_op = Operand {
+                    data: if beta == 0.0 {
+                        vec![f64::NAN; c_len]
+                    } else {
+                        random_values(rng, c_len)
+                    },
+                    view: c.mat,
+                };
+                let what = format!(
+                    "gemm layout batch={batch} m={m} n={n} k={k} β={beta} a={la:?} b={lb:?} c={lc:?}"
+                );
+                cross_check(backend, &what, 2e-4, &[&a_op, &b_op], &c_op, &|e| {
+                    e.gemm(batch, 0.75, a, b, beta, c)
+                })?;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// A batched GEMM whose batch entries are interleaved element by element
 /// (batch stride 1, as in the Monarch weight gradients):
 /// A[λ](i, l) = a[l·m·batch + i·batch + λ], B[λ](l, j) = b[l·n·batch + j·batch + λ].
@@ -583,6 +702,8 @@ pub fn check_primitives<B: Backend>(
     for shape in gemms {
         gemm_case(backend, &mut rng, shape)?;
     }
+    // Own stream: the random cases after this one keep their values.
+    gemm_layout_cases(backend, &mut StdRng::seed_from_u64(seed ^ 0x5eed))?;
     let interleaved: &[(usize, usize, usize, usize)] = match scale {
         // 40 entries: two lane groups, the second partly empty; K = 600 splits.
         Scale::Small => &[(40, 7, 9, 600), (17, 3, 33, 20)],
@@ -619,6 +740,10 @@ pub fn check_monarch_override<B: Backend>(
             (5, 8, 35),
             (1, 7, 3),
             (6, 4, 70),
+            // Blocks of 32 and more: a GPU backend may hand these to the
+            // composite (wgpu does).
+            (2, 32, 5),
+            (3, 36, 7),
         ],
         Scale::Large => &[
             (43, 48, 1000),

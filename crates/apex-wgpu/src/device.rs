@@ -10,7 +10,6 @@
 use crate::kernels::{Kernel, Shader};
 use crate::params::Params;
 use apex_core::{ApexError, Result};
-use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::{mpsc, Arc, Mutex, MutexGuard};
 use wgpu::util::DeviceExt;
@@ -27,21 +26,6 @@ pub(crate) fn backend_error(message: impl Into<String>) -> ApexError {
         backend: BACKEND,
         message: message.into(),
     }
-}
-
-/// A named set of overridable shader constants: one pipeline per kernel and variant.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub(crate) struct Variant {
-    pub name: &'static str,
-    pub constants: &'static [(&'static str, f64)],
-}
-
-impl Variant {
-    /// The shader's own constant values.
-    pub(crate) const DEFAULT: Variant = Variant {
-        name: "default",
-        constants: &[],
-    };
 }
 
 struct Pipeline {
@@ -63,7 +47,7 @@ pub(crate) struct Gpu {
     limits: wgpu::Limits,
     error: Arc<Mutex<Option<String>>>,
     modules: Mutex<HashMap<Shader, wgpu::ShaderModule>>,
-    pipelines: Mutex<HashMap<(Kernel, &'static str), Arc<Pipeline>>>,
+    pipelines: Mutex<HashMap<Kernel, Arc<Pipeline>>>,
     pending: Mutex<Pending>,
 }
 
@@ -145,10 +129,12 @@ impl Gpu {
     }
 
     /// A zero-filled (wgpu zero-initialises) or uploaded f32 storage buffer of
-    /// `len` elements. Empty tensors get one padding element: wgpu cannot bind
-    /// an empty buffer.
+    /// `len` elements, padded with zeros to whole vec4s (at least one): the
+    /// GEMM binds its operands as `array<vec4<f32>>`, and wgpu cannot bind an
+    /// empty buffer.
     pub(crate) fn storage(&self, len: usize, data: Option<&[f32]>) -> Result<wgpu::Buffer> {
-        let bytes = (len.max(1) as u64) * 4;
+        let padded = len.max(1).next_multiple_of(4);
+        let bytes = (padded as u64) * 4;
         let limit = self
             .limits
             .max_buffer_size
@@ -163,7 +149,8 @@ impl Gpu {
             | wgpu::BufferUsages::COPY_DST;
         let buffer = match data {
             Some(values) if !values.is_empty() => {
-                let contents: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+                let mut contents: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+                contents.resize(bytes as usize, 0);
                 self.device
                     .create_buffer_init(&wgpu::util::BufferInitDescriptor {
                         label: Some("apex tensor"),
@@ -274,8 +261,8 @@ impl Gpu {
         Ok(values)
     }
 
-    fn pipeline(&self, kernel: Kernel, variant: Variant) -> Result<Arc<Pipeline>> {
-        if let Some(p) = lock(&self.pipelines).get(&(kernel, variant.name)) {
+    fn pipeline(&self, kernel: Kernel) -> Result<Arc<Pipeline>> {
+        if let Some(p) = lock(&self.pipelines).get(&kernel) {
             return Ok(Arc::clone(p));
         }
         let module = lock(&self.modules)
@@ -284,7 +271,7 @@ impl Gpu {
                 self.device
                     .create_shader_module(wgpu::ShaderModuleDescriptor {
                         label: Some(kernel.shader.file()),
-                        source: wgpu::ShaderSource::Wgsl(Cow::Borrowed(kernel.shader.source())),
+                        source: wgpu::ShaderSource::Wgsl(kernel.shader.source()),
                     })
             })
             .clone();
@@ -296,7 +283,7 @@ impl Gpu {
                 module: &module,
                 entry_point: Some(kernel.entry),
                 compilation_options: wgpu::PipelineCompilationOptions {
-                    constants: variant.constants,
+                    constants: &[],
                     // Every kernel writes its workgroup memory before reading it.
                     zero_initialize_workgroup_memory: false,
                 },
@@ -307,21 +294,20 @@ impl Gpu {
         })?;
         let layout = pipeline.get_bind_group_layout(0);
         let entry = Arc::new(Pipeline { pipeline, layout });
-        lock(&self.pipelines).insert((kernel, variant.name), Arc::clone(&entry));
+        lock(&self.pipelines).insert(kernel, Arc::clone(&entry));
         Ok(entry)
     }
 
-    /// Records one dispatch of `kernel` (compiled with `variant`'s constants):
-    /// `params` at binding 0, `buffers` at their bindings, `groups` workgroups.
+    /// Records one dispatch of `kernel`: `params` at binding 0, `buffers` at
+    /// their bindings, `groups` workgroups.
     pub(crate) fn dispatch(
         &self,
         kernel: Kernel,
-        variant: Variant,
         params: Params,
         buffers: &[(u32, &wgpu::Buffer)],
         groups: [u32; 3],
     ) -> Result<()> {
-        let pipeline = self.pipeline(kernel, variant)?;
+        let pipeline = self.pipeline(kernel)?;
         let words = params.into_words();
         let contents: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
         let uniform = self

@@ -1,6 +1,6 @@
 //! Host side of `elementwise.wgsl` (axpby, binary, scale_columns, unary, fill).
 
-use crate::device::{backend_error, grid, Gpu, Variant};
+use crate::device::{backend_error, grid, Gpu};
 use crate::kernels::Kernel;
 use crate::params::Params;
 use apex_core::{BinaryOp, MatView, Result, UnaryOp};
@@ -82,5 +82,5 @@ pub(crate) fn dispatch(
     }
     buffers.push((3, y.0));
     let groups = grid(count.div_ceil(WG), gpu.max_workgroups_per_dim())?;
-    gpu.dispatch(kernel, Variant::DEFAULT, params, &buffers, groups)
+    gpu.dispatch(kernel, params, &buffers, groups)
 }

@@ -1,6 +1,6 @@
 //! Host side of `gather.wgsl`: row and column gathers into new tensors.
 
-use crate::device::{grid, Gpu, Variant};
+use crate::device::{grid, Gpu};
 use crate::kernels::Kernel;
 use crate::params::Params;
 use crate::tensor::WgpuTensor;
@@ -40,7 +40,6 @@ pub(crate) fn gather(gpu: &Gpu, x: &WgpuTensor, index: &[usize], axis: Axis) -> 
     let groups = grid(out.len().div_ceil(WG), gpu.max_workgroups_per_dim())?;
     gpu.dispatch(
         kernel,
-        Variant::DEFAULT,
         params,
         &[(1, x.buffer()), (2, &index_buffer), (3, out.buffer())],
         groups,

@@ -1,10 +1,15 @@
-//! The WGSL sources (`kernels/wgsl/*.wgsl`, compiled into the crate) and the
-//! compute entry points the backend dispatches.
+//! The WGSL sources (`kernels/wgsl/*.wgsl`, compiled into the crate; the
+//! GEMM's completed per tile by `matmul/generate.rs`) and the compute entry
+//! points the backend dispatches.
+
+use crate::matmul::{self, Tile};
+use std::borrow::Cow;
 
 /// One `.wgsl` file of `kernels/wgsl`: one op family.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum Shader {
-    Matmul,
+    /// `matmul.wgsl` with the entry point generated for one tile.
+    Gemm(Tile),
     Elementwise,
     Reduce,
     Gather,
@@ -18,8 +23,10 @@ pub(crate) enum Shader {
 impl Shader {
     /// Every shader, for the naga validation test.
     #[cfg(test)]
-    pub(crate) const ALL: [Shader; 9] = [
-        Shader::Matmul,
+    pub(crate) const ALL: [Shader; 11] = [
+        Shader::Gemm(matmul::TILES[0]),
+        Shader::Gemm(matmul::TILES[1]),
+        Shader::Gemm(matmul::TILES[2]),
         Shader::Elementwise,
         Shader::Reduce,
         Shader::Gather,
@@ -33,7 +40,7 @@ impl Shader {
     /// The file name under `kernels/wgsl`.
     pub(crate) fn file(self) -> &'static str {
         match self {
-            Shader::Matmul => "matmul.wgsl",
+            Shader::Gemm(_) => "matmul.wgsl",
             Shader::Elementwise => "elementwise.wgsl",
             Shader::Reduce => "reduce.wgsl",
             Shader::Gather => "gather.wgsl",
@@ -46,9 +53,9 @@ impl Shader {
     }
 
     /// The WGSL source.
-    pub(crate) fn source(self) -> &'static str {
-        match self {
-            Shader::Matmul => include_str!("../../../kernels/wgsl/matmul.wgsl"),
+    pub(crate) fn source(self) -> Cow<'static, str> {
+        Cow::Borrowed(match self {
+            Shader::Gemm(tile) => return Cow::Owned(matmul::wgsl(tile)),
             Shader::Elementwise => include_str!("../../../kernels/wgsl/elementwise.wgsl"),
             Shader::Reduce => include_str!("../../../kernels/wgsl/reduce.wgsl"),
             Shader::Gather => include_str!("../../../kernels/wgsl/gather.wgsl"),
@@ -57,7 +64,7 @@ impl Shader {
             Shader::Rope => include_str!("../../../kernels/wgsl/rope.wgsl"),
             Shader::Softmax => include_str!("../../../kernels/wgsl/softmax.wgsl"),
             Shader::Optim => include_str!("../../../kernels/wgsl/optim.wgsl"),
-        }
+        })
     }
 }
 
@@ -73,7 +80,10 @@ impl Kernel {
         Kernel { shader, entry }
     }
 
-    pub(crate) const GEMM: Kernel = Kernel::new(Shader::Matmul, "gemm");
+    /// The GEMM compiled for `tile`.
+    pub(crate) const fn gemm(tile: Tile) -> Kernel {
+        Kernel::new(Shader::Gemm(tile), "gemm")
+    }
     pub(crate) const AXPBY: Kernel = Kernel::new(Shader::Elementwise, "axpby");
     pub(crate) const BINARY: Kernel = Kernel::new(Shader::Elementwise, "binary");
     pub(crate) const SCALE_COLUMNS: Kernel = Kernel::new(Shader::Elementwise, "scale_columns");
@@ -98,8 +108,10 @@ impl Kernel {
 
     /// Every entry point the backend dispatches.
     #[cfg(test)]
-    pub(crate) const ALL: [Kernel; 20] = [
-        Kernel::GEMM,
+    pub(crate) const ALL: [Kernel; 22] = [
+        Kernel::gemm(matmul::TILES[0]),
+        Kernel::gemm(matmul::TILES[1]),
+        Kernel::gemm(matmul::TILES[2]),
         Kernel::AXPBY,
         Kernel::BINARY,
         Kernel::SCALE_COLUMNS,
@@ -164,13 +176,14 @@ mod tests {
         }
         let mut known: Vec<String> = Shader::ALL.iter().map(|s| s.file().to_string()).collect();
         known.sort();
+        known.dedup();
         assert_eq!(files, known, "kernels/wgsl and Shader::ALL disagree");
     }
 
     #[test]
     fn every_dispatched_entry_point_exists() {
         for kernel in Kernel::ALL {
-            let module = validate(kernel.shader.file(), kernel.shader.source());
+            let module = validate(kernel.shader.file(), &kernel.shader.source());
             let entry = module
                 .entry_points
                 .iter()

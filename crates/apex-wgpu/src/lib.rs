@@ -12,11 +12,11 @@
 //!
 //! | op family | shader | what runs |
 //! |---|---|---|
-//! | [`Backend::gemm`] | `matmul.wgsl` | batched strided GEMM, workgroup-shared tiles with 8×8/4×4/2×2 register blocks chosen per shape |
+//! | [`Backend::gemm`] | `matmul.wgsl` | batched strided GEMM, one shader per tile shape (128², 64², 32², chosen per product) with generated straight-line vec4 register blocks; vec4 loads for unit-stride aligned operands, scalar loads for any other view |
 //! | [`Backend::axpby`], [`Backend::binary`], [`Backend::scale_columns`], [`Backend::unary`], [`Backend::fill`] | `elementwise.wgsl` | one invocation per element, strided views |
 //! | [`Backend::column_dot`] | `reduce.wgsl` | per-column reduction in workgroup memory, deterministic order |
 //! | [`Backend::gather_rows`], [`Backend::gather_columns`] | `gather.wgsl` | index lists checked on the host |
-//! | [`Backend::monarch_forward`], [`Backend::monarch_apply_transposed`] | `monarch.wgsl` | both block stages and the stride permutation fused in one dispatch (k ≤ 4096; larger k runs the two-GEMM composite) |
+//! | [`Backend::monarch_forward`], [`Backend::monarch_apply_transposed`] | `monarch.wgsl` | both block stages and the stride permutation fused in one dispatch for blocks p < 32 and k ≤ 4096; otherwise the two-GEMM composite (faster there on an H200) |
 //! | `TransformerOps::rms_norm` (+ backward) | `norm.wgsl` | one workgroup per row, fixed-order reduction; weight gradient per column |
 //! | `TransformerOps::rope` | `rope.wgsl` | cos/sin table from the host in f64 |
 //! | `TransformerOps::causal_softmax`, `softmax_backward`, `cross_entropy` | `softmax.wgsl` | one workgroup per row; only the per-row losses are read back |
@@ -27,7 +27,7 @@
 //! 1. Tensors live in storage buffers ([`WgpuTensor`]) and stay on the device
 //!    between ops; only [`Backend::download`] reads back.
 //! 2. Dispatches are recorded into one command encoder and submitted in
-//!    batches; pipelines are compiled once per entry point (and tile variant)
+//!    batches; pipelines are compiled once per entry point (the GEMM once per tile shape)
 //!    and cached.
 //! 3. Every view is validated with apex-core's checkers before a dispatch, and
 //!    every shader guards its bounds; wgpu's own errors come back as
@@ -57,6 +57,7 @@ mod reduce;
 mod tensor;
 mod transformer;
 
+pub use monarch::COMPOSITE_FROM_BLOCK as MONARCH_COMPOSITE_FROM_BLOCK;
 pub use tensor::WgpuTensor;
 
 use apex_core::layout::{check_gemm, check_same_dims, check_writable};

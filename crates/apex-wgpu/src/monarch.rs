@@ -1,7 +1,7 @@
 //! Host side of `monarch.wgsl`: the fused Monarch forward and transposed apply
 //! (both block stages and the stride permutation in one dispatch).
 
-use crate::device::{grid, Gpu, Variant};
+use crate::device::{grid, Gpu};
 use crate::kernels::Kernel;
 use crate::params::Params;
 use crate::tensor::WgpuTensor;
@@ -15,6 +15,15 @@ pub(crate) const SHARED: usize = 4096;
 const MAX_ROWS: usize = 8;
 /// Workgroups worth launching before rows are packed several to a workgroup.
 const TARGET_GROUPS: usize = 256;
+/// Blocks at least this large run the composite (two batched GEMMs) instead
+/// of the fused kernel. From wgpu-report on an NVIDIA H200 over Vulkan: the
+/// fused kernel ran at 1.34× the composite's speed at p = 18 (k = 288) but
+/// 0.67× at p = 48 (k = 2064, b = 43). Large blocks mean large k, and then few
+/// rows' intermediates fit in workgroup memory (one at k = 2064), so each
+/// weight read serves few rows, where the GEMM reuses it across a whole tile.
+/// Nothing between p = 18 and 48 was measured; 32 is where a block first
+/// fills the smallest GEMM tile.
+pub const COMPOSITE_FROM_BLOCK: usize = 32;
 
 /// Which product of the map.
 #[derive(Clone, Copy)]
@@ -33,8 +42,8 @@ fn rows_per_group(rows: usize, k: usize) -> usize {
 }
 
 /// Records the fused product and returns the intermediate (n×k, contiguous),
-/// or `None` when k is too large for the workgroup tile (the caller then runs
-/// the composite).
+/// or `None` when the composite is the better choice: k too large for the
+/// workgroup tile, or blocks of at least [`COMPOSITE_FROM_BLOCK`].
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn apply(
     gpu: &Gpu,
@@ -47,7 +56,7 @@ pub(crate) fn apply(
     out_view: MatView,
 ) -> Result<Option<WgpuTensor>> {
     let (k, b, p) = (monarch.size(), monarch.nblocks(), monarch.block());
-    if k > SHARED {
+    if k > SHARED || p >= COMPOSITE_FROM_BLOCK {
         return Ok(None);
     }
     let (op, kernel) = match direction {
@@ -80,7 +89,6 @@ pub(crate) fn apply(
     let out_buffer = out.buffer_mut(gpu)?;
     gpu.dispatch(
         kernel,
-        Variant::DEFAULT,
         params,
         &[
             (1, input.buffer()),

@@ -46,11 +46,8 @@ impl Params {
 
     /// The four fields `off, rs, cs, bs` of a batch of `count` strided views.
     pub(crate) fn batch_view(self, view: &BatchView, count: usize) -> Result<Self> {
-        let mat = &view.mat;
-        let row_stride = if mat.rows > 1 { mat.row_stride } else { 0 };
-        let col_stride = if mat.cols > 1 { mat.col_stride } else { 0 };
-        let batch_stride = if count > 1 { view.batch_stride } else { 0 };
-        self.u(mat.offset)?
+        let (offset, row_stride, col_stride, batch_stride) = batch_strides(view, count);
+        self.u(offset)?
             .u(row_stride)?
             .u(col_stride)?
             .u(batch_stride)
@@ -63,4 +60,14 @@ impl Params {
         }
         self.words
     }
+}
+
+/// `(offset, row stride, column stride, batch stride)` of a batch of `count`
+/// views as a shader sees them: the strides of unit dimensions are zero.
+pub(crate) fn batch_strides(view: &BatchView, count: usize) -> (usize, usize, usize, usize) {
+    let mat = &view.mat;
+    let row_stride = if mat.rows > 1 { mat.row_stride } else { 0 };
+    let col_stride = if mat.cols > 1 { mat.col_stride } else { 0 };
+    let batch_stride = if count > 1 { view.batch_stride } else { 0 };
+    (mat.offset, row_stride, col_stride, batch_stride)
 }

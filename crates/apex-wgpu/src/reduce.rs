@@ -1,6 +1,6 @@
 //! Host side of `reduce.wgsl`: column dot products.
 
-use crate::device::{grid, Gpu, Variant};
+use crate::device::{grid, Gpu};
 use crate::kernels::Kernel;
 use crate::params::Params;
 use apex_core::{MatView, Result};
@@ -31,7 +31,6 @@ pub(crate) fn column_dot(
     let groups = grid(cols.div_ceil(COLS), gpu.max_workgroups_per_dim())?;
     gpu.dispatch(
         Kernel::COLUMN_DOT,
-        Variant::DEFAULT,
         params,
         &[(1, x.0), (2, z.0), (3, out.0)],
         groups,

@@ -3,7 +3,7 @@
 //! (`gather.wgsl`) and AdamW (`optim.wgsl`). Shapes are validated exactly as in
 //! the CPU reference before anything is dispatched.
 
-use crate::device::{grid, Variant};
+use crate::device::grid;
 use crate::kernels::Kernel;
 use crate::params::Params;
 use crate::tensor::WgpuTensor;
@@ -70,8 +70,7 @@ impl WgpuBackend {
         if let Some(probs) = probs {
             buffers.push((2, probs.buffer()));
         }
-        self.gpu
-            .dispatch(kernel, Variant::DEFAULT, params, &buffers, groups)
+        self.gpu.dispatch(kernel, params, &buffers, groups)
     }
 }
 
@@ -92,7 +91,6 @@ impl TransformerOps for WgpuBackend {
         let params = Params::new().u(rows)?.u(d)?.f(eps as f32).u(0)?;
         self.gpu.dispatch(
             Kernel::RMS_NORM,
-            Variant::DEFAULT,
             params,
             &[
                 (1, x.buffer()),
@@ -128,7 +126,6 @@ impl TransformerOps for WgpuBackend {
         let params = || Params::new().u(rows)?.u(d)?.f(0.0).u(0);
         self.gpu.dispatch(
             Kernel::RMS_NORM_BACKWARD,
-            Variant::DEFAULT,
             params()?,
             &[
                 (1, x.buffer()),
@@ -144,7 +141,6 @@ impl TransformerOps for WgpuBackend {
             let gw_buffer = gw.buffer_mut(&self.gpu)?;
             self.gpu.dispatch(
                 Kernel::RMS_NORM_WEIGHT_GRAD,
-                Variant::DEFAULT,
                 params()?,
                 &[
                     (1, x.buffer()),
@@ -199,13 +195,8 @@ impl TransformerOps for WgpuBackend {
         let params = Params::new().u(rows)?.u(width)?.u(head_dim)?.u(seq_len)?;
         let groups = self.flat_grid(rows * width / 2)?;
         let x_buffer = x.buffer_mut(&self.gpu)?;
-        self.gpu.dispatch(
-            Kernel::ROPE,
-            Variant::DEFAULT,
-            params,
-            &[(1, &table), (2, x_buffer)],
-            groups,
-        )
+        self.gpu
+            .dispatch(Kernel::ROPE, params, &[(1, &table), (2, x_buffer)], groups)
     }
 
     fn causal_softmax(&self, scores: &mut WgpuTensor, scale: f64) -> Result<()> {
@@ -279,7 +270,6 @@ impl TransformerOps for WgpuBackend {
             .u(0)?;
         self.gpu.dispatch(
             Kernel::CROSS_ENTROPY,
-            Variant::DEFAULT,
             params,
             &[
                 (1, grad_buffer),
@@ -340,7 +330,6 @@ impl TransformerOps for WgpuBackend {
         let table_buffer = table.buffer_mut(&self.gpu)?;
         self.gpu.dispatch(
             Kernel::SCATTER_ADD_ROWS,
-            Variant::DEFAULT,
             params,
             &[
                 (1, rows.buffer()),
@@ -395,7 +384,6 @@ impl TransformerOps for WgpuBackend {
         let v_buffer = v.buffer_mut(&self.gpu)?;
         self.gpu.dispatch(
             Kernel::ADAMW_STEP,
-            Variant::DEFAULT,
             params,
             &[
                 (1, grad.buffer()),

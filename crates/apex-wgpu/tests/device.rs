@@ -23,6 +23,10 @@ fn main() {
         ("gemm_matches_cpu_on_random_strided_views", gemm_random),
         ("gemm_large_and_medium_tiles_match_cpu", gemm_big_tiles),
         (
+            "gemm_every_tile_and_load_path_matches_cpu",
+            gemm_tiles_and_paths,
+        ),
+        (
             "gemm_beta_zero_does_not_read_nan",
             gemm_beta_zero_ignores_nan,
         ),
@@ -226,6 +230,108 @@ fn gemm_big_tiles(gpu: &WgpuBackend) {
     ] {
         gemm_case(gpu, batch, dims, layouts, 1.0, 0.5, 7).unwrap();
     }
+}
+
+/// Every tile shape (chosen by batch and size, see `matmul::choose_tile`)
+/// with every operand load path: aligned row-major operands take the vec4
+/// loads along k (A) and n (B), aligned transposed ones the vec4 loads along m
+/// (A) and k (B), and offsets or strides not a multiple of 4 the scalar loads.
+/// Each tile runs once with m, n, k multiples of 4 (not of the tile or of BK)
+/// and once ragged (no vec4 path applies). β = 0 runs over a NaN-filled C.
+fn gemm_tiles_and_paths(gpu: &WgpuBackend) {
+    let layouts = [
+        // Inner-dimension vec4s: aligned offset and padded rows.
+        Layout {
+            transposed: false,
+            offset: 4,
+            pad: 4,
+        },
+        // Outer-dimension vec4s.
+        Layout {
+            transposed: true,
+            offset: 8,
+            pad: 4,
+        },
+        // Scalar: misaligned offset and row stride.
+        Layout {
+            transposed: false,
+            offset: 1,
+            pad: 1,
+        },
+        Layout {
+            transposed: true,
+            offset: 3,
+            pad: 0,
+        },
+    ];
+    // (batch, m, n, k): 128-wide, 64-wide and 32-wide tiles, aligned then ragged.
+    let shapes = [
+        (32, 252, 196, 20),
+        (32, 250, 190, 13),
+        (32, 124, 124, 36),
+        (32, 123, 125, 37),
+        (3, 36, 44, 20),
+        (3, 35, 43, 21),
+    ];
+    let mut case = 0;
+    for (batch, m, n, k) in shapes {
+        for la in layouts {
+            for lb in layouts {
+                case += 1;
+                let lc = layouts[case % layouts.len()];
+                let beta = if case % 2 == 0 { 0.0 } else { 0.5 };
+                gemm_nan_case(gpu, batch, (m, n, k), (la, lb, lc), beta, case as u64)
+                    .unwrap_or_else(|e| panic!("{e}"));
+            }
+        }
+    }
+}
+
+/// One GEMM on both backends; with β = 0 the whole C buffer starts as NaN and
+/// must come back NaN exactly outside the view and finite inside it.
+fn gemm_nan_case(
+    gpu: &WgpuBackend,
+    batch: usize,
+    (m, n, k): (usize, usize, usize),
+    (la, lb, lc): (Layout, Layout, Layout),
+    beta: f64,
+    seed: u64,
+) -> Result<(), String> {
+    let cpu = CpuBackend::<f64>::new();
+    let (av, a_len) = la.place(m, k, batch);
+    let (bv, b_len) = lb.place(k, n, batch);
+    let (cv, c_len) = lc.place(m, n, batch);
+    let c_start = if beta == 0.0 {
+        vec![f64::NAN; c_len]
+    } else {
+        values(c_len, seed + 2)
+    };
+    let (a_g, a_c) = upload_both(gpu, &values(a_len, seed), &[a_len]);
+    let (b_g, b_c) = upload_both(gpu, &values(b_len, seed + 1), &[b_len]);
+    let (mut c_g, mut c_c) = upload_both(gpu, &c_start, &[c_len]);
+    gpu.gemm(batch, 0.75, &a_g, av, &b_g, bv, beta as f32, &mut c_g, cv)
+        .map_err(|e| e.to_string())?;
+    cpu.gemm(batch, 0.75, &a_c, av, &b_c, bv, beta, &mut c_c, cv)
+        .map_err(|e| e.to_string())?;
+    let got = gpu.download(&c_g).map_err(|e| e.to_string())?;
+    let want = cpu.download(&c_c).map_err(|e| e.to_string())?;
+    let what = format!("gemm b={batch} {m}x{n}x{k} {la:?} {lb:?} {lc:?} β={beta}");
+    let scale = want
+        .iter()
+        .filter(|w| w.is_finite())
+        .fold(0f64, |s, w| s.max(w.abs()));
+    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+        let g = f64::from(*g);
+        let ok = if w.is_nan() {
+            g.is_nan()
+        } else {
+            (g - w).abs() <= 1e-4 * (scale + w.abs())
+        };
+        if !ok {
+            return Err(format!("{what}: C[{i}] is {g}, want {w}"));
+        }
+    }
+    Ok(())
 }
 
 fn gemm_beta_zero_ignores_nan(gpu: &WgpuBackend) {

@@ -12,8 +12,10 @@
 
 use crate::apex_args::ApexArgs;
 use apex_core::settings::{KSchedule, RecordMethod};
+use apex_core::transformer_ops::TransformerOps;
 use apex_core::{ApexSettings, MonarchInit};
 use apex_cpu::CpuBackend;
+use apex_cuda::CudaBackend;
 use apex_model::LlamaModel;
 use apex_train::plot::{palette, plot_losses, tint, Series};
 use apex_train::{
@@ -30,6 +32,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 pub enum BackendArg {
     /// The reference CPU backend (f32).
     Cpu,
+    /// NVIDIA GPU 0 through apex-cuda (needs the driver and the NVRTC library).
+    Cuda,
 }
 
 /// `init_method` of the Monarch factors.
@@ -394,10 +398,23 @@ fn write_json(path: &Path, value: &[RunSummary]) -> Result<()> {
     Ok(())
 }
 
-/// Runs `apex train`.
+/// Runs `apex train` on the chosen backend.
 pub fn run(args: &TrainArgs) -> Result<()> {
-    let BackendArg::Cpu = args.backend;
-    let cpu = CpuBackend::<f32>::new();
+    match args.backend {
+        BackendArg::Cpu => run_on(&CpuBackend::<f32>::new(), args),
+        BackendArg::Cuda => {
+            let gpu = CudaBackend::new()?;
+            let info = gpu.info();
+            println!(
+                "backend cuda: {} (compute capability {}.{}, {})",
+                info.name, info.compute_capability.0, info.compute_capability.1, info.versions
+            );
+            run_on(&gpu, args)
+        }
+    }
+}
+
+fn run_on<B: TransformerOps>(backend: &B, args: &TrainArgs) -> Result<()> {
     let methods = args.methods()?;
     let options = args.options();
     let out = args.out.clone().unwrap_or_else(default_out_dir);
@@ -406,7 +423,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
 
     let (base, data, tokenizer_file) = match &args.model {
         Some(dir) => {
-            let model = LlamaModel::load(&cpu, dir)?;
+            let model = LlamaModel::load(backend, dir)?;
             let tok_path = dir.join("tokenizer.json");
             let (tokenizer, file) = if tok_path.exists() {
                 (TextTokenizer::from_file(&tok_path)?, Some(tok_path))
@@ -443,7 +460,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
                 config.parameter_count(),
                 args.corpus_kb
             );
-            let init = LlamaModel::init_random(&cpu, &config, 0.02, args.seed)?;
+            let init = LlamaModel::init_random(backend, &config, 0.02, args.seed)?;
             let pretrain = TrainOptions {
                 steps: args.pretrain_steps,
                 lr: args.pretrain_lr,
@@ -453,7 +470,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
             };
             let mut reporter = Reporter::new(&mut jsonl, "pretrain", pretrain.steps);
             let run = train(
-                &cpu,
+                backend,
                 &init,
                 &corpora.base,
                 &Method::Full,
@@ -461,7 +478,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
                 &mut |e| reporter.observe(e),
             )?;
             reporter.finish()?;
-            run.model.save(&cpu, &out.join("base"))?;
+            run.model.save(backend, &out.join("base"))?;
             println!(
                 "pre-trained on the base corpus: validation perplexity {:.3}; continuing on the shifted corpus",
                 run.summary.final_validation_perplexity
@@ -474,12 +491,12 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     let mut series = Vec::new();
     for (index, method) in methods.iter().enumerate() {
         let mut reporter = Reporter::new(&mut jsonl, method.name(), options.steps);
-        let outcome = train(&cpu, &base, &data, method, &options, &mut |e| {
+        let outcome = train(backend, &base, &data, method, &options, &mut |e| {
             reporter.observe(e)
         })?;
         let curves = reporter.finish()?;
         let dir = out.join(method.name());
-        outcome.model.save(&cpu, &dir)?;
+        outcome.model.save(backend, &dir)?;
         if let Some(file) = &tokenizer_file {
             let dst = dir.join("tokenizer.json");
             std::fs::copy(file, &dst).map_err(TrainError::io(&dst))?;

@@ -45,3 +45,27 @@ fn gather_columns(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wo
     let c = i % p.cols;
     out[i] = x[r * p.src_cols + index[c]];
 }
+
+// Embedding backward, scatter_add_rows: table[dest[u], c] += Σ rows[src, c]
+// over the sources of destination u, in source order (so repeated indices add
+// up exactly as the CPU reference does, with no float atomics). The host sorts
+// the index list into `offsets` (per destination, into `index`) and `index`
+// (source rows); here `rows` = number of destinations, `cols` = d.
+@group(0) @binding(4) var<storage, read> offsets: array<u32>;
+@group(0) @binding(5) var<storage, read> dest: array<u32>;
+
+@compute @workgroup_size(WG)
+fn scatter_add_rows(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+    let i = linear(gid, groups);
+    if p.cols == 0u || i >= p.rows * p.cols {
+        return;
+    }
+    let u = i / p.cols;
+    let c = i % p.cols;
+    let at = dest[u] * p.cols + c;
+    var acc = out[at];
+    for (var s = offsets[u]; s < offsets[u + 1u]; s++) {
+        acc += x[index[s] * p.cols + c];
+    }
+    out[at] = acc;
+}

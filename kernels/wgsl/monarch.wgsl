@@ -139,9 +139,12 @@ fn monarch_transposed(
     let b = p.nblocks;
     let q = p.block;
     // Stage A: mid f = ρ·b + λ sums column ρ of W2[λ] against g at σ·b + λ.
-    for (var f = lidx; f < p.k; f += WG) {
-        let rho = f / b;
-        let lambda = f % b;
+    // Neighbouring invocations take neighbouring ρ (one λ), so their W2 reads
+    // are adjacent and their g reads are one broadcast value.
+    for (var t = lidx; t < p.k; t += WG) {
+        let lambda = t / q;
+        let rho = t % q;
+        let f = rho * b + lambda;
         var acc: array<f32, MAX_ROWS>;
         for (var sigma = 0u; sigma < q; sigma++) {
             let w = w2[(lambda * q + sigma) * q + rho];

@@ -13,6 +13,7 @@
 use crate::apex_args::ApexArgs;
 use apex_core::settings::{KSchedule, RecordMethod};
 use apex_core::transformer_ops::TransformerOps;
+use apex_core::Backend;
 use apex_core::{ApexSettings, MonarchInit};
 use apex_cpu::CpuBackend;
 use apex_cuda::CudaBackend;
@@ -22,6 +23,7 @@ use apex_train::{
     embedded_corpora, train, AdamWConfig, EmbeddedSizes, Event, JsonlWriter, Method, Result,
     RunSummary, TextTokenizer, TokenSplit, TrainError, TrainOptions,
 };
+use apex_wgpu::WgpuBackend;
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::{Path, PathBuf};
@@ -34,6 +36,9 @@ pub enum BackendArg {
     Cpu,
     /// NVIDIA GPU 0 through apex-cuda (needs the driver and the NVRTC library).
     Cuda,
+    /// The wgpu backend (f32) on the default adapter: Vulkan, Metal or DX12
+    /// (`WGPU_ADAPTER_NAME` picks another; lavapipe runs it on a CPU).
+    Wgpu,
 }
 
 /// `init_method` of the Monarch factors.
@@ -409,6 +414,11 @@ pub fn run(args: &TrainArgs) -> Result<()> {
                 "backend cuda: {} (compute capability {}.{}, {})",
                 info.name, info.compute_capability.0, info.compute_capability.1, info.versions
             );
+            run_on(&gpu, args)
+        }
+        BackendArg::Wgpu => {
+            let gpu = WgpuBackend::new()?;
+            println!("backend {}", gpu.name());
             run_on(&gpu, args)
         }
     }

@@ -182,6 +182,32 @@ pub fn check_same_dims(op: &'static str, views: &[(&MatView, usize)]) -> Result<
     Ok(())
 }
 
+/// Fails when an output view would write some element twice (ndarray's rule,
+/// which the CPU reference enforces: sorted by stride, each axis of length > 1
+/// must step past everything the faster axes cover). GPU backends call this so
+/// such a view is a typed error instead of a race.
+pub fn check_writable(op: &'static str, view: &MatView) -> Result<()> {
+    if view.rows == 0 || view.cols == 0 {
+        return Ok(());
+    }
+    let mut axes = [(view.row_stride, view.rows), (view.col_stride, view.cols)];
+    axes.sort();
+    let mut covered = 0usize;
+    for (stride, len) in axes {
+        match len {
+            1 => {}
+            _ if stride <= covered => {
+                return Err(ApexError::config(
+                    format!("{op}.output_view"),
+                    "views that overlap themselves cannot be written",
+                ))
+            }
+            _ => covered += (len - 1) * stride,
+        }
+    }
+    Ok(())
+}
+
 /// Number of elements of a shape.
 pub fn numel(shape: &[usize]) -> usize {
     shape.iter().product()

@@ -17,7 +17,7 @@
 
 mod baseline;
 
-use apex_benches::{random_tensor, ApexPair, DensePair};
+use apex_benches::{random_tensor, ApexPair, DensePair, Sizes as BenchSizes};
 use apex_conformance::primitives::{self, Scale};
 use apex_conformance::runner::{format_report, run_directory};
 use apex_conformance::{compare, random_case, run_case, Op, Sizes};
@@ -650,8 +650,8 @@ fn ffn_benchmark(
     report.line("| backend | dense | APEX | APEX / dense |");
     report.line("|---|---|---|---|");
     let gpu_sync = || gpu.synchronize();
-    let dense = DensePair::new(gpu)?;
-    let apex = ApexPair::new(gpu)?;
+    let dense = DensePair::new(gpu, BenchSizes::FULL)?;
+    let apex = ApexPair::new(gpu, BenchSizes::FULL)?;
     let d = time_per_call(&gpu_sync, &mut || dense.step(gpu).map(drop), budget)?;
     let a = time_per_call(&gpu_sync, &mut || apex.step(gpu).map(drop), budget)?;
     report.line(format!(
@@ -669,8 +669,8 @@ fn ffn_benchmark(
     ));
     let cpu = CpuBackend::<f32>::new();
     let cpu_sync = || Ok(());
-    let dense = DensePair::new(&cpu)?;
-    let apex = ApexPair::new(&cpu)?;
+    let dense = DensePair::new(&cpu, BenchSizes::FULL)?;
+    let apex = ApexPair::new(&cpu, BenchSizes::FULL)?;
     let cd = time_per_call(&cpu_sync, &mut || dense.step(&cpu).map(drop), budget)?;
     let ca = time_per_call(&cpu_sync, &mut || apex.step(&cpu).map(drop), budget)?;
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());

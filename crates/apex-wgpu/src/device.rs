@@ -182,13 +182,10 @@ impl Gpu {
         Ok(buffer)
     }
 
-    /// A read-only storage buffer of u32 words (gather indices).
+    /// A read-only storage buffer of u32 words (gather indices; callers skip
+    /// empty gathers, so `words` is never empty).
     pub(crate) fn index_buffer(&self, words: &[u32]) -> Result<wgpu::Buffer> {
-        let contents: Vec<u8> = if words.is_empty() {
-            vec![0; 4]
-        } else {
-            words.iter().flat_map(|v| v.to_le_bytes()).collect()
-        };
+        let contents: Vec<u8> = words.iter().flat_map(|v| v.to_le_bytes()).collect();
         let buffer = self
             .device
             .create_buffer_init(&wgpu::util::BufferInitDescriptor {

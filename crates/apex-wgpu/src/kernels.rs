@@ -9,17 +9,25 @@ pub(crate) enum Shader {
     Reduce,
     Gather,
     Monarch,
+    Norm,
+    Rope,
+    Softmax,
+    Optim,
 }
 
 impl Shader {
-    /// Every shader, for pipeline warm-up and the naga validation test.
+    /// Every shader, for the naga validation test.
     #[cfg(test)]
-    pub(crate) const ALL: [Shader; 5] = [
+    pub(crate) const ALL: [Shader; 9] = [
         Shader::Matmul,
         Shader::Elementwise,
         Shader::Reduce,
         Shader::Gather,
         Shader::Monarch,
+        Shader::Norm,
+        Shader::Rope,
+        Shader::Softmax,
+        Shader::Optim,
     ];
 
     /// The file name under `kernels/wgsl`.
@@ -30,6 +38,10 @@ impl Shader {
             Shader::Reduce => "reduce.wgsl",
             Shader::Gather => "gather.wgsl",
             Shader::Monarch => "monarch.wgsl",
+            Shader::Norm => "norm.wgsl",
+            Shader::Rope => "rope.wgsl",
+            Shader::Softmax => "softmax.wgsl",
+            Shader::Optim => "optim.wgsl",
         }
     }
 
@@ -41,6 +53,10 @@ impl Shader {
             Shader::Reduce => include_str!("../../../kernels/wgsl/reduce.wgsl"),
             Shader::Gather => include_str!("../../../kernels/wgsl/gather.wgsl"),
             Shader::Monarch => include_str!("../../../kernels/wgsl/monarch.wgsl"),
+            Shader::Norm => include_str!("../../../kernels/wgsl/norm.wgsl"),
+            Shader::Rope => include_str!("../../../kernels/wgsl/rope.wgsl"),
+            Shader::Softmax => include_str!("../../../kernels/wgsl/softmax.wgsl"),
+            Shader::Optim => include_str!("../../../kernels/wgsl/optim.wgsl"),
         }
     }
 }
@@ -69,10 +85,20 @@ impl Kernel {
     pub(crate) const MONARCH_FORWARD: Kernel = Kernel::new(Shader::Monarch, "monarch_forward");
     pub(crate) const MONARCH_TRANSPOSED: Kernel =
         Kernel::new(Shader::Monarch, "monarch_transposed");
+    pub(crate) const SCATTER_ADD_ROWS: Kernel = Kernel::new(Shader::Gather, "scatter_add_rows");
+    pub(crate) const RMS_NORM: Kernel = Kernel::new(Shader::Norm, "rms_norm");
+    pub(crate) const RMS_NORM_BACKWARD: Kernel = Kernel::new(Shader::Norm, "rms_norm_backward");
+    pub(crate) const RMS_NORM_WEIGHT_GRAD: Kernel =
+        Kernel::new(Shader::Norm, "rms_norm_weight_grad");
+    pub(crate) const ROPE: Kernel = Kernel::new(Shader::Rope, "rope");
+    pub(crate) const CAUSAL_SOFTMAX: Kernel = Kernel::new(Shader::Softmax, "causal_softmax");
+    pub(crate) const SOFTMAX_BACKWARD: Kernel = Kernel::new(Shader::Softmax, "softmax_backward");
+    pub(crate) const CROSS_ENTROPY: Kernel = Kernel::new(Shader::Softmax, "cross_entropy");
+    pub(crate) const ADAMW_STEP: Kernel = Kernel::new(Shader::Optim, "adamw_step");
 
     /// Every entry point the backend dispatches.
     #[cfg(test)]
-    pub(crate) const ALL: [Kernel; 11] = [
+    pub(crate) const ALL: [Kernel; 20] = [
         Kernel::GEMM,
         Kernel::AXPBY,
         Kernel::BINARY,
@@ -84,6 +110,15 @@ impl Kernel {
         Kernel::GATHER_COLUMNS,
         Kernel::MONARCH_FORWARD,
         Kernel::MONARCH_TRANSPOSED,
+        Kernel::SCATTER_ADD_ROWS,
+        Kernel::RMS_NORM,
+        Kernel::RMS_NORM_BACKWARD,
+        Kernel::RMS_NORM_WEIGHT_GRAD,
+        Kernel::ROPE,
+        Kernel::CAUSAL_SOFTMAX,
+        Kernel::SOFTMAX_BACKWARD,
+        Kernel::CROSS_ENTROPY,
+        Kernel::ADAMW_STEP,
     ];
 }
 

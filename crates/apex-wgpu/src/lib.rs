@@ -17,6 +17,11 @@
 //! | [`Backend::column_dot`] | `reduce.wgsl` | per-column reduction in workgroup memory, deterministic order |
 //! | [`Backend::gather_rows`], [`Backend::gather_columns`] | `gather.wgsl` | index lists checked on the host |
 //! | [`Backend::monarch_forward`], [`Backend::monarch_apply_transposed`] | `monarch.wgsl` | both block stages and the stride permutation fused in one dispatch (k ≤ 4096; larger k runs the two-GEMM composite) |
+//! | `TransformerOps::rms_norm` (+ backward) | `norm.wgsl` | one workgroup per row, fixed-order reduction; weight gradient per column |
+//! | `TransformerOps::rope` | `rope.wgsl` | cos/sin table from the host in f64 |
+//! | `TransformerOps::causal_softmax`, `softmax_backward`, `cross_entropy` | `softmax.wgsl` | one workgroup per row; only the per-row losses are read back |
+//! | `TransformerOps::scatter_add_rows` | `gather.wgsl` | sources grouped per destination on the host: no float atomics, CPU summation order |
+//! | `TransformerOps::adamw_step` | `optim.wgsl` | elementwise, bias corrections from the host in f64 |
 //!
 //! How it works:
 //! 1. Tensors live in storage buffers ([`WgpuTensor`]) and stay on the device
@@ -50,10 +55,11 @@ mod monarch;
 mod params;
 mod reduce;
 mod tensor;
+mod transformer;
 
 pub use tensor::WgpuTensor;
 
-use apex_core::layout::{check_gemm, check_same_dims};
+use apex_core::layout::{check_gemm, check_same_dims, check_writable};
 use apex_core::{ApexError, Backend, BatchView, BinaryOp, MatView, Monarch, Result, UnaryOp};
 use device::Gpu;
 use elementwise::Scalars;
@@ -175,6 +181,7 @@ impl Backend for WgpuBackend {
         c_view: BatchView,
     ) -> Result<()> {
         let (m, n, k) = check_gemm(batch, &a_view, a.len(), &b_view, b.len(), &c_view, c.len())?;
+        check_writable("gemm", &c_view.mat)?;
         if batch == 0 || m == 0 || n == 0 {
             return Ok(());
         }
@@ -201,6 +208,7 @@ impl Backend for WgpuBackend {
         y_view: MatView,
     ) -> Result<()> {
         check_same_dims("axpby", &[(&x_view, x.len()), (&y_view, y.len())])?;
+        check_writable("axpby", &y_view)?;
         let y_buffer = y.buffer_mut(&self.gpu)?;
         elementwise::dispatch(
             &self.gpu,
@@ -231,6 +239,7 @@ impl Backend for WgpuBackend {
             "binary",
             &[(&x_view, x.len()), (&z_view, z.len()), (&y_view, y.len())],
         )?;
+        check_writable("binary", &y_view)?;
         let y_buffer = y.buffer_mut(&self.gpu)?;
         elementwise::dispatch(
             &self.gpu,
@@ -257,6 +266,7 @@ impl Backend for WgpuBackend {
         y_view: MatView,
     ) -> Result<()> {
         check_same_dims("scale_columns", &[(&x_view, x.len()), (&y_view, y.len())])?;
+        check_writable("scale_columns", &y_view)?;
         MatView {
             offset: v_offset,
             ..MatView::row_vector(x_view.cols)
@@ -312,6 +322,7 @@ impl Backend for WgpuBackend {
         y_view: MatView,
     ) -> Result<()> {
         check_same_dims("unary", &[(&x_view, x.len()), (&y_view, y.len())])?;
+        check_writable("unary", &y_view)?;
         let y_buffer = y.buffer_mut(&self.gpu)?;
         elementwise::dispatch(
             &self.gpu,
@@ -328,6 +339,7 @@ impl Backend for WgpuBackend {
 
     fn fill(&self, y: &mut WgpuTensor, y_view: MatView, value: f32) -> Result<()> {
         y_view.check_fits("fill", y.len())?;
+        check_writable("fill", &y_view)?;
         let y_buffer = y.buffer_mut(&self.gpu)?;
         elementwise::dispatch(
             &self.gpu,

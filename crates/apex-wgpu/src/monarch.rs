@@ -6,7 +6,7 @@ use crate::kernels::Kernel;
 use crate::params::Params;
 use crate::tensor::WgpuTensor;
 use crate::WgpuBackend;
-use apex_core::layout::check_same_dims;
+use apex_core::layout::{check_same_dims, check_writable};
 use apex_core::{ApexError, MatView, Monarch, Result};
 
 /// Workgroup floats that hold the intermediate (`SHARED` in the shader).
@@ -55,6 +55,7 @@ pub(crate) fn apply(
         Direction::Transposed => ("monarch.apply_transposed", Kernel::MONARCH_TRANSPOSED),
     };
     check_same_dims(op, &[(&in_view, input.len()), (&out_view, out.len())])?;
+    check_writable(op, &out_view)?;
     if in_view.cols != k {
         return Err(ApexError::shape(op, &[in_view.rows, k], &in_view.dims()));
     }

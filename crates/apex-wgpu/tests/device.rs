@@ -5,6 +5,7 @@
 //! Needs an adapter (lavapipe on CI). Without one every trial is reported as
 //! ignored and "SKIPPED backend wgpu: <reason>" is printed — never passed.
 
+use apex_core::transformer_ops::{AdamWStep, TransformerOps, IGNORE_INDEX};
 use apex_core::{
     ops, ApexError, Backend, BatchView, BinaryOp, MatView, Monarch, MonarchInit, UnaryOp,
 };
@@ -34,6 +35,7 @@ fn main() {
         ("fused_monarch_equals_the_composite", fused_monarch),
         ("clones_are_copy_on_write", copy_on_write),
         ("bad_inputs_are_typed_errors", typed_errors),
+        ("transformer_ops_match_cpu", transformer_ops),
     ];
     let backend = WgpuBackend::new().map_err(|e| e.to_string());
     match &backend {
@@ -529,4 +531,151 @@ fn typed_errors(gpu: &WgpuBackend) {
     ));
     // The backend still works after the errors.
     assert_eq!(gpu.download(&y).unwrap(), vec![0.0; 12]);
+}
+
+fn host<B: Backend>(backend: &B, t: &B::Tensor) -> Vec<f64> {
+    ops::download_f64(backend, t).unwrap()
+}
+
+fn as_f32(values: Vec<f64>) -> Vec<f32> {
+    values.into_iter().map(|v| v as f32).collect()
+}
+
+/// Every TransformerOps method on wgpu against the CPU reference in f64, at
+/// shapes with ragged workgroup tails (d and V not multiples of 64).
+fn transformer_ops(gpu: &WgpuBackend) {
+    let cpu = CpuBackend::<f64>::new();
+    let (rows, d, seq) = (6, 70, 3);
+    let x = values(rows * d, 1);
+    let w = values(d, 2);
+    let gy = values(rows * d, 3);
+    let (x_g, x_c) = upload_both(gpu, &x, &[rows, d]);
+    let (w_g, w_c) = upload_both(gpu, &w, &[d]);
+    let (gy_g, gy_c) = upload_both(gpu, &gy, &[rows, d]);
+    let (y_g, inv_g) = gpu.rms_norm(&x_g, &w_g, 1e-5).unwrap();
+    let (y_c, inv_c) = cpu.rms_norm(&x_c, &w_c, 1e-5).unwrap();
+    check_close(
+        "rms_norm y",
+        &as_f32(host(gpu, &y_g)),
+        &host(&cpu, &y_c),
+        1e-5,
+    )
+    .unwrap();
+    check_close(
+        "rms_norm inv",
+        &as_f32(host(gpu, &inv_g)),
+        &host(&cpu, &inv_c),
+        1e-5,
+    )
+    .unwrap();
+    let (mut gw_g, mut gw_c) = upload_both(gpu, &values(d, 4), &[d]);
+    let gx_g = gpu
+        .rms_norm_backward(&x_g, &w_g, &inv_g, &gy_g, Some(&mut gw_g))
+        .unwrap();
+    let gx_c = cpu
+        .rms_norm_backward(&x_c, &w_c, &inv_c, &gy_c, Some(&mut gw_c))
+        .unwrap();
+    check_close(
+        "rms grad_x",
+        &as_f32(host(gpu, &gx_g)),
+        &host(&cpu, &gx_c),
+        1e-4,
+    )
+    .unwrap();
+    check_close(
+        "rms grad_w",
+        &as_f32(host(gpu, &gw_g)),
+        &host(&cpu, &gw_c),
+        1e-4,
+    )
+    .unwrap();
+
+    for inverse in [false, true] {
+        let (mut r_g, mut r_c) = upload_both(gpu, &x, &[rows, d]);
+        gpu.rope(&mut r_g, 14, seq, 10000.0, inverse).unwrap();
+        cpu.rope(&mut r_c, 14, seq, 10000.0, inverse).unwrap();
+        check_close("rope", &as_f32(host(gpu, &r_g)), &host(&cpu, &r_c), 1e-5).unwrap();
+    }
+
+    let s = 67;
+    let scores = values(2 * s * s, 5);
+    let (mut p_g, mut p_c) = upload_both(gpu, &scores, &[2, s, s]);
+    gpu.causal_softmax(&mut p_g, 0.3).unwrap();
+    cpu.causal_softmax(&mut p_c, 0.3).unwrap();
+    check_close(
+        "causal_softmax",
+        &as_f32(host(gpu, &p_g)),
+        &host(&cpu, &p_c),
+        1e-5,
+    )
+    .unwrap();
+    let (mut g_g, mut g_c) = upload_both(gpu, &values(2 * s * s, 6), &[2, s, s]);
+    gpu.softmax_backward(&p_g, &mut g_g, 0.3).unwrap();
+    cpu.softmax_backward(&p_c, &mut g_c, 0.3).unwrap();
+    check_close(
+        "softmax_backward",
+        &as_f32(host(gpu, &g_g)),
+        &host(&cpu, &g_c),
+        1e-4,
+    )
+    .unwrap();
+
+    let vocab = 131;
+    let logits: Vec<f64> = values(rows * vocab, 7).iter().map(|v| 4.0 * v).collect();
+    let (l_g, l_c) = upload_both(gpu, &logits, &[rows, vocab]);
+    let labels = [3, IGNORE_INDEX, 130, 0, 77, IGNORE_INDEX];
+    let (loss_g, count_g, grad_g) = gpu.cross_entropy(&l_g, &labels, Some(0.25)).unwrap();
+    let (loss_c, count_c, grad_c) = cpu.cross_entropy(&l_c, &labels, Some(0.25)).unwrap();
+    assert_eq!(count_g, count_c);
+    assert!(
+        (loss_g - loss_c).abs() <= 1e-5 * loss_c.abs(),
+        "{loss_g} vs {loss_c}"
+    );
+    check_close(
+        "cross_entropy grad",
+        &as_f32(host(gpu, &grad_g.unwrap())),
+        &host(&cpu, &grad_c.unwrap()),
+        1e-5,
+    )
+    .unwrap();
+    let (loss_only, _, none) = gpu.cross_entropy(&l_g, &labels, None).unwrap();
+    assert!(none.is_none());
+    assert!((loss_only - loss_g).abs() <= 1e-6 * loss_g.abs());
+    assert!(matches!(
+        gpu.cross_entropy(&l_g, &[0, 1, 2, 3, 4, 131], None),
+        Err(ApexError::InvalidIndex { index: 131, .. })
+    ));
+
+    let index = [4, 1, 4, 0, 4, 2];
+    let (mut t_g, mut t_c) = upload_both(gpu, &values(5 * d, 8), &[5, d]);
+    gpu.scatter_add_rows(&x_g, &index, &mut t_g).unwrap();
+    cpu.scatter_add_rows(&x_c, &index, &mut t_c).unwrap();
+    check_close(
+        "scatter_add_rows",
+        &as_f32(host(gpu, &t_g)),
+        &host(&cpu, &t_c),
+        1e-6,
+    )
+    .unwrap();
+
+    let (mut p_g, mut p_c) = upload_both(gpu, &x, &[rows, d]);
+    let (mut m_g, mut m_c) = upload_both(gpu, &values(rows * d, 9), &[rows, d]);
+    let sq: Vec<f64> = values(rows * d, 10).iter().map(|v| v * v).collect();
+    let (mut v_g, mut v_c) = upload_both(gpu, &sq, &[rows, d]);
+    let step = AdamWStep {
+        lr: 1e-2,
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 1e-8,
+        weight_decay: 0.1,
+        step: 3,
+        grad_scale: 0.5,
+    };
+    gpu.adamw_step(&mut p_g, &gy_g, &mut m_g, &mut v_g, &step)
+        .unwrap();
+    cpu.adamw_step(&mut p_c, &gy_c, &mut m_c, &mut v_c, &step)
+        .unwrap();
+    for (what, g, c) in [("param", &p_g, &p_c), ("m", &m_g, &m_c), ("v", &v_g, &v_c)] {
+        check_close(what, &as_f32(host(gpu, g)), &host(&cpu, c), 1e-5).unwrap();
+    }
 }

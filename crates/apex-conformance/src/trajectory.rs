@@ -1,7 +1,10 @@
 //! Training trajectories: the same short run (same model, data, seeds,
 //! method) on two backends must follow the same loss curve step by step.
 //! This is the end-to-end check of a backend's `TransformerOps` and APEX
-//! operators under the real trainer (selection, mixers, AdamW, fusion).
+//! operators under the real trainer (selection, mixers, AdamW, fusion): after
+//! the stage is fused, both runs must also hold the same dense weights, which
+//! shows they selected the same units (another selection permutes and mixes
+//! other rows and would not match).
 
 use apex_core::transformer_ops::TransformerOps;
 use apex_core::ApexSettings;
@@ -36,14 +39,23 @@ impl TrajectorySpec {
             method,
         }
     }
+
+    /// The same run with `steps` optimizer steps (a slow emulator takes fewer).
+    pub fn with_steps(self, steps: usize) -> Self {
+        TrajectorySpec { steps, ..self }
+    }
 }
 
 /// Per-step training losses and throughput of one run.
 #[derive(Clone, Debug)]
 pub struct Trajectory {
     pub losses: Vec<f64>,
-    /// Mean over the run's steps, as the trainer reports it.
+    /// Median over the run's steps of the trainer's tokens/s, the first step
+    /// left out when there are more (it pays one-time kernel compilation).
     pub tokens_per_second: f64,
+    /// The trained model's tensors with every APEX module fused into its
+    /// dense weight, by name: `(name, values)`.
+    pub fused_weights: Vec<(String, Vec<f32>)>,
 }
 
 /// Trains `spec` on `backend` from fixed seeds and records every step's loss.
@@ -53,7 +65,9 @@ pub fn run_trajectory<B: TransformerOps>(
 ) -> Result<Trajectory, String> {
     let config = spec.model.config().map_err(|e| e.to_string())?;
     let model = LlamaModel::init_random(backend, &config, 0.1, 5).map_err(|e| e.to_string())?;
-    let text = "abcabd abcabe, the quick brown fox jumps over the lazy dog. ".repeat(60);
+    // Enough text for the batches and validation windows of longer sequences.
+    let repeats = 60 * (spec.seq_len / 16).max(1);
+    let text = "abcabd abcabe, the quick brown fox jumps over the lazy dog. ".repeat(repeats);
     let tokens: Vec<usize> = text.bytes().map(usize::from).collect();
     let data = TokenSplit::from_documents(&[tokens], 0.2).map_err(|e| e.to_string())?;
     let options = TrainOptions {
@@ -77,7 +91,7 @@ pub fn run_trajectory<B: TransformerOps>(
     };
     let mut losses = Vec::new();
     let mut throughput = Vec::new();
-    train(
+    let outcome = train(
         backend,
         &model,
         &data,
@@ -96,14 +110,24 @@ pub fn run_trajectory<B: TransformerOps>(
         },
     )
     .map_err(|e| e.to_string())?;
-    let tokens_per_second = throughput.iter().sum::<f64>() / throughput.len().max(1) as f64;
+    let tokens_per_second = steady_median(&throughput);
+    let fused_weights = outcome
+        .model
+        .named_tensors(backend)
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .map(|(name, _, values)| (name, values))
+        .collect();
     Ok(Trajectory {
         losses,
         tokens_per_second,
+        fused_weights,
     })
 }
 
-/// Fails unless both runs took the same steps with losses within `rtol`.
+/// Fails unless both runs took the same steps with losses within `rtol`, the
+/// reference run trained (its last loss below its first), and every fused
+/// tensor agrees within `rtol` of that tensor's largest magnitude.
 pub fn compare_trajectories(got: &Trajectory, want: &Trajectory, rtol: f64) -> Result<(), String> {
     if got.losses.len() != want.losses.len() {
         return Err(format!(
@@ -117,5 +141,73 @@ pub fn compare_trajectories(got: &Trajectory, want: &Trajectory, rtol: f64) -> R
             return Err(format!("step {step}: loss {g}, expected {w} (rtol {rtol})"));
         }
     }
+    if !(want.losses.last() < want.losses.first()) {
+        return Err(format!(
+            "the reference run does not train: {:?}",
+            want.losses
+        ));
+    }
+    if got.fused_weights.len() != want.fused_weights.len() || want.fused_weights.is_empty() {
+        return Err(format!(
+            "{} fused tensors, expected {}",
+            got.fused_weights.len(),
+            want.fused_weights.len()
+        ));
+    }
+    for ((name, g), (want_name, w)) in got.fused_weights.iter().zip(&want.fused_weights) {
+        if name != want_name || g.len() != w.len() {
+            return Err(format!(
+                "fused tensor {name} ({} values), expected {want_name} ({})",
+                g.len(),
+                w.len()
+            ));
+        }
+        let scale = w.iter().fold(0f32, |m, v| m.max(v.abs())) as f64;
+        for (i, (g, w)) in g.iter().zip(w).enumerate() {
+            if !((*g as f64 - *w as f64).abs() <= rtol * scale) {
+                return Err(format!(
+                    "fused {name}[{i}]: {g}, expected {w} (rtol {rtol} of {scale})"
+                ));
+            }
+        }
+    }
     Ok(())
+}
+
+/// The median of `values` without the first one (when there are more).
+fn steady_median(values: &[f64]) -> f64 {
+    let mut steady: Vec<f64> = values.iter().skip(usize::from(values.len() > 1)).copied().collect();
+    if steady.is_empty() {
+        return 0.0;
+    }
+    steady.sort_by(f64::total_cmp);
+    steady[steady.len() / 2]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use apex_cpu::CpuBackend;
+
+    /// The throughput runs of `apex-gpu-check` use batches of 8 × 256 tokens:
+    /// the generated text must hold enough windows for them and for validation.
+    #[test]
+    fn long_sequences_have_enough_data() {
+        let spec = TrajectorySpec {
+            batch_size: 8,
+            seq_len: 256,
+            ..TrajectorySpec::tiny(Method::Apex).with_steps(2)
+        };
+        let run = run_trajectory(&CpuBackend::<f32>::new(), &spec).unwrap();
+        assert_eq!(run.losses.len(), 2);
+        assert!(run.tokens_per_second > 0.0);
+        assert!(!run.fused_weights.is_empty());
+    }
+
+    #[test]
+    fn steady_median_skips_the_first_step() {
+        assert_eq!(steady_median(&[1.0, 5.0, 3.0, 4.0]), 4.0);
+        assert_eq!(steady_median(&[7.0]), 7.0);
+        assert_eq!(steady_median(&[]), 0.0);
+    }
 }

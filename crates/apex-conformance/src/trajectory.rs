@@ -176,7 +176,11 @@ pub fn compare_trajectories(got: &Trajectory, want: &Trajectory, rtol: f64) -> R
 
 /// The median of `values` without the first one (when there are more).
 fn steady_median(values: &[f64]) -> f64 {
-    let mut steady: Vec<f64> = values.iter().skip(usize::from(values.len() > 1)).copied().collect();
+    let mut steady: Vec<f64> = values
+        .iter()
+        .skip(usize::from(values.len() > 1))
+        .copied()
+        .collect();
     if steady.is_empty() {
         return 0.0;
     }

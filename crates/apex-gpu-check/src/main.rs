@@ -547,7 +547,9 @@ fn benchmark_section(
     }
     targets.push((
         "training tokens/s next to the CPU".into(),
-        training_speedups.unwrap_or("not measured (emulator)").into(),
+        training_speedups
+            .unwrap_or("not measured (emulator)")
+            .into(),
         "reported".into(),
         training_speedups.is_some(),
     ));

@@ -49,4 +49,38 @@ __device__ __forceinline__ void store_scaled(float* y, i64 index, float value, f
     y[index] = beta != 0.0f ? value + beta * y[index] : value;
 }
 
+// Block-wide reductions through shared memory (no warp shuffles, so the
+// emulator runs them too). `scratch` holds blockDim.x values; blockDim.x must
+// be a power of two. Every thread of the block must call them, and they end
+// with a barrier so `scratch` can be reused at once.
+template <class T>
+__device__ __forceinline__ T block_sum(T value, T* scratch) {
+    scratch[threadIdx.x] = value;
+    __syncthreads();
+    for (unsigned int s = blockDim.x / 2; s > 0; s /= 2) {
+        if (threadIdx.x < s) scratch[threadIdx.x] += scratch[threadIdx.x + s];
+        __syncthreads();
+    }
+    const T total = scratch[0];
+    __syncthreads();
+    return total;
+}
+
+template <class T>
+__device__ __forceinline__ T block_max(T value, T* scratch) {
+    scratch[threadIdx.x] = value;
+    __syncthreads();
+    for (unsigned int s = blockDim.x / 2; s > 0; s /= 2) {
+        if (threadIdx.x < s) scratch[threadIdx.x] = max(scratch[threadIdx.x], scratch[threadIdx.x + s]);
+        __syncthreads();
+    }
+    const T total = scratch[0];
+    __syncthreads();
+    return total;
+}
+
+// Row-wise kernels (norms, softmax, cross-entropy) run one 256-thread block
+// per row, grid-striding over rows.
+#define ROW_THREADS 256
+
 #endif  // APEX_COMMON_CUH

@@ -207,13 +207,13 @@ pub fn run() -> Result<bool, String> {
     }
     println!();
     println!(
-        "{:<14} {:<28} {:>6} {:>9} {:>11} {:>7} {:>13}",
+        "{:<17} {:<28} {:>6} {:>9} {:>11} {:>7} {:>13}",
         "file", "kernel", "arch", "registers", "smem (B)", "stack", "spill st/ld"
     );
     for (file, arch, u) in &rows {
         let spills = u.spill_stores + u.spill_loads > 0;
         println!(
-            "{:<14} {:<28} {:>6} {:>9} {:>11} {:>7} {:>8}/{:<4}{}",
+            "{:<17} {:<28} {:>6} {:>9} {:>11} {:>7} {:>8}/{:<4}{}",
             file,
             u.kernel,
             format!("sm_{arch}"),

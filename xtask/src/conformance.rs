@@ -3,6 +3,7 @@
 use apex_conformance::runner::{format_report, run_directory};
 use apex_core::Backend;
 use apex_cpu::CpuBackend;
+use apex_cuda::CudaBackend;
 use apex_wgpu::WgpuBackend;
 use std::path::Path;
 
@@ -12,8 +13,15 @@ pub fn run(dir: &Path, backend: &str) -> Result<bool, String> {
         "cpu" | "cpu-f32" => run_on(&CpuBackend::<f32>::new(), dir, 1e-4),
         "cpu-f64" => run_on(&CpuBackend::<f64>::new(), dir, 1e-5),
         "wgpu" => run_on(&WgpuBackend::new().map_err(|e| e.to_string())?, dir, 1e-4),
+        "cuda" => run_on(&CudaBackend::new().map_err(|e| e.to_string())?, dir, 1e-4),
+        "cuda-emulated" => run_on(
+            &CudaBackend::emulated().map_err(|e| e.to_string())?,
+            dir,
+            1e-4,
+        ),
         other => Err(format!(
-            "unknown backend `{other}` (available in this build: cpu, cpu-f64, wgpu)"
+            "unknown backend `{other}` (available in this build: cpu, cpu-f64, wgpu, cuda, \
+             cuda-emulated)"
         )),
     }
 }

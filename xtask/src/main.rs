@@ -1,6 +1,6 @@
 //! `cargo xtask <task>`: project automation.
 //!
-//! * `conformance --vectors DIR [--backend cpu|cpu-f64|wgpu]`: runs every golden
+//! * `conformance --vectors DIR [--backend cpu|cpu-f64|wgpu|cuda|cuda-emulated]`: runs every golden
 //!   vector in DIR, prints per file and tensor the max abs/rel error and the
 //!   verdict, exits 1 on any failure (a malformed file is a failure with its
 //!   reason, never a panic).
@@ -35,7 +35,8 @@ enum Task {
         /// Directory of `.safetensors` vectors (spec §0.1).
         #[arg(long, default_value = "tests/vectors")]
         vectors: PathBuf,
-        /// Backend to run: cpu (f32), cpu-f64 or wgpu (f32, default adapter).
+        /// Backend to run: cpu (f32), cpu-f64, wgpu (f32, default adapter), cuda
+        /// (GPU 0) or cuda-emulated (the CUDA kernels on the host emulator).
         #[arg(long, default_value = "cpu")]
         backend: String,
     },

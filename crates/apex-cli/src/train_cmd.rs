@@ -16,6 +16,7 @@ use apex_core::transformer_ops::TransformerOps;
 use apex_core::Backend;
 use apex_core::{ApexSettings, MonarchInit};
 use apex_cpu::CpuBackend;
+use apex_cuda::CudaBackend;
 use apex_model::LlamaModel;
 use apex_train::plot::{palette, plot_losses, tint, Series};
 use apex_train::{
@@ -33,6 +34,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 pub enum BackendArg {
     /// The reference CPU backend (f32).
     Cpu,
+    /// NVIDIA GPU 0 through apex-cuda (needs the driver and the NVRTC library).
+    Cuda,
     /// The wgpu backend (f32) on the default adapter: Vulkan, Metal or DX12
     /// (`WGPU_ADAPTER_NAME` picks another; lavapipe runs it on a CPU).
     Wgpu,
@@ -404,6 +407,15 @@ fn write_json(path: &Path, value: &[RunSummary]) -> Result<()> {
 pub fn run(args: &TrainArgs) -> Result<()> {
     match args.backend {
         BackendArg::Cpu => run_on(&CpuBackend::<f32>::new(), args),
+        BackendArg::Cuda => {
+            let gpu = CudaBackend::new()?;
+            let info = gpu.info();
+            println!(
+                "backend cuda: {} (compute capability {}.{}, {})",
+                info.name, info.compute_capability.0, info.compute_capability.1, info.versions
+            );
+            run_on(&gpu, args)
+        }
         BackendArg::Wgpu => {
             let gpu = WgpuBackend::new()?;
             println!("backend {}", gpu.name());

@@ -6,7 +6,9 @@
 //! * [`compare`]: the tolerance policy;
 //! * [`runner`]: runs a directory of vectors on a backend and reports per file and tensor;
 //! * [`primitives`]: every Backend primitive and the Monarch override on random strided
-//!   views, against the CPU reference.
+//!   views, against the CPU reference;
+//! * [`transformer`]: every `TransformerOps` op against the CPU reference;
+//! * [`trajectory`]: the same short training run on two backends, loss by loss.
 //!
 //! `cargo xtask conformance --vectors DIR --backend cpu` is a thin CLI over [`runner`].
 
@@ -16,6 +18,8 @@ pub mod compare;
 pub mod primitives;
 pub mod random_case;
 pub mod runner;
+pub mod trajectory;
+pub mod transformer;
 pub mod vector_file;
 
 pub use case::{run_case, Case, HostTensor, Op, Outputs};

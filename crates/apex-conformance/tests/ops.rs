@@ -4,7 +4,10 @@
 //! formulation (host loops written from the spec), never against itself.
 
 use apex_conformance::backends::{self, Available};
-use apex_conformance::{differentiable_inputs, primitives, random_case, run_case, Case, Op, Sizes};
+use apex_conformance::{
+    differentiable_inputs, primitives, random_case, run_case, transformer, Case, Op, Sizes,
+};
+use apex_core::transformer_ops::TransformerOps;
 use apex_core::{
     ops, Backend, Element, MatView, MixColumn, MixRow, Mixer, MixerGrads, Monarch, MonarchInit,
     UnaryOp,
@@ -71,6 +74,63 @@ fn backend_trials<B: Backend>(label: &str, backend: Available<B>, trials: &mut V
     }
 }
 
+/// The [`TransformerOps`] trials, for backends that implement them.
+fn transformer_trials<B: TransformerOps>(
+    label: &str,
+    backend: &Available<B>,
+    trials: &mut Vec<Trial>,
+) {
+    let bodies: [GenericBody<B>; 3] = [
+        (
+            "transformer_ops_match_the_cpu_reference",
+            transformer_ops_match_the_cpu_reference::<B>,
+        ),
+        (
+            "transformer_errors_are_typed",
+            transformer_errors_are_typed::<B>,
+        ),
+        (
+            "training_trajectory_matches_cpu_f32",
+            training_trajectory_matches_cpu_f32::<B>,
+        ),
+    ];
+    for (name, body) in bodies {
+        trials.push(backend_trial(format!("{name}::{label}"), backend, body));
+    }
+}
+
+/// A short APEX run and a short full fine-tuning run on `backend` follow the
+/// cpu-f32 loss curves step by step and end with the same fused weights. The
+/// host emulator (one OS thread per CUDA thread) runs a shorter APEX-only run.
+fn training_trajectory_matches_cpu_f32<B: TransformerOps>(backend: &B) {
+    use apex_conformance::trajectory::{compare_trajectories, run_trajectory, TrajectorySpec};
+    let emulated = backend.name().contains("emulated");
+    let specs = if emulated {
+        vec![TrajectorySpec::tiny(apex_train::Method::Apex).with_steps(3)]
+    } else {
+        vec![
+            TrajectorySpec::tiny(apex_train::Method::Apex),
+            TrajectorySpec::tiny(apex_train::Method::Full),
+        ]
+    };
+    for spec in specs {
+        let want = run_trajectory(&CpuBackend::<f32>::new(), &spec).unwrap();
+        let got = run_trajectory(backend, &spec).unwrap();
+        compare_trajectories(&got, &want, 1e-3)
+            .unwrap_or_else(|e| panic!("{} {}: {e}", backend.name(), spec.method.name()));
+    }
+}
+
+fn transformer_ops_match_the_cpu_reference<B: TransformerOps>(backend: &B) {
+    transformer::check_transformer_ops(backend, 31)
+        .unwrap_or_else(|e| panic!("{}: {e}", backend.name()));
+}
+
+fn transformer_errors_are_typed<B: TransformerOps>(backend: &B) {
+    transformer::check_transformer_errors(backend)
+        .unwrap_or_else(|e| panic!("{}: {e}", backend.name()));
+}
+
 /// A trial running `body` on `backend`, or an ignored one when it is unavailable.
 fn backend_trial<B: Backend>(name: String, backend: &Available<B>, body: fn(&B)) -> Trial {
     match backend {
@@ -90,10 +150,13 @@ fn main() {
     let mut trials = Vec::new();
     backend_trials("cpu_f64", backends::cpu_f64(), &mut trials);
     backend_trials("cpu_f32", backends::cpu_f32(), &mut trials);
+    transformer_trials("cpu_f64", &backends::cpu_f64(), &mut trials);
+    transformer_trials("cpu_f32", &backends::cpu_f32(), &mut trials);
     #[cfg(feature = "wgpu")]
     {
         let wgpu = backends::wgpu();
         backend_trials("wgpu", wgpu.clone(), &mut trials);
+        transformer_trials("wgpu", &wgpu, &mut trials);
         trials.push(backend_trial(
             "properties::backend_agrees_with_cpu_f64::wgpu".into(),
             &wgpu,
@@ -106,6 +169,7 @@ fn main() {
         ("cuda_emulated", backends::cuda_emulated()),
     ] {
         backend_trials(label, backend.clone(), &mut trials);
+        transformer_trials(label, &backend, &mut trials);
         trials.push(backend_trial(
             format!("properties::backend_agrees_with_cpu_f64::{label}"),
             &backend,
@@ -909,7 +973,7 @@ mod properties {
 
     /// Random cases of every op on `backend` against the CPU in f64, at the
     /// f32 tolerance of spec §0.1.
-    #[cfg(feature = "wgpu")]
+    #[cfg(any(feature = "wgpu", feature = "cuda"))]
     pub fn backend_agrees_with_cpu_f64<B: Backend>(backend: &B) {
         const OPS: [Op; 5] = [
             Op::Monarch,

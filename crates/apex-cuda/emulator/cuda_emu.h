@@ -4,8 +4,9 @@
 // them through `apex_emu_launch`).
 //
 // Execution model: one launch at a time; the blocks of a grid run one after
-// another; the threads of a block are real OS threads, so __syncthreads() is
-// a real barrier and races between threads of a block can show up. Static
+// another; the threads of a block are real OS threads (a persistent pool),
+// so __syncthreads() is a real barrier and races between threads of a block
+// can show up. Static
 // __shared__ arrays become function-local statics (one block runs at a
 // time), dynamic shared memory is a per-launch buffer filled with NaN bytes
 // so reads of unwritten shared memory poison the result. Not emulated: warp
@@ -16,6 +17,7 @@
 #include <algorithm>
 #include <barrier>
 #include <cmath>
+#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -101,6 +103,75 @@ inline T __ldg(const T* p) {
         #name, sizeof(Args), [](const void* p) { name(*static_cast<const Args*>(p)); }); \
     static void name(const Args args)
 
+namespace apex_emu {
+
+// One launch's work, shared by the worker threads that run it.
+struct Job {
+    Entry entry;
+    const void* args;
+    unsigned int grid[3];
+    unsigned int block[3];
+    std::size_t threads;
+};
+
+// Persistent worker threads (spawning a block's worth of OS threads per
+// launch dominated the emulator's run time). Worker w plays thread w of
+// every block of the current job; the blocks run one after another.
+class Pool {
+  public:
+    void run(const Job& job) {
+        std::unique_lock<std::mutex> lock(mutex_);
+        while (workers_.size() < job.threads) {
+            const std::size_t w = workers_.size();
+            workers_.emplace_back([this, w] { work(w); });
+        }
+        job_ = job;
+        pending_ = job.threads;
+        ++generation_;
+        start_.notify_all();
+        done_.wait(lock, [this] { return pending_ == 0; });
+    }
+
+  private:
+    void work(std::size_t w) {
+        std::uint64_t seen = 0;
+        for (;;) {
+            Job job;
+            {
+                std::unique_lock<std::mutex> lock(mutex_);
+                start_.wait(lock, [&] { return generation_ != seen; });
+                seen = generation_;
+                if (w >= job_.threads) continue;
+                job = job_;
+            }
+            const unsigned int* block = job.block;
+            thread_idx = uint3{unsigned(w % block[0]), unsigned(w / block[0] % block[1]),
+                               unsigned(w / (std::size_t(block[0]) * block[1]))};
+            for (unsigned z = 0; z < job.grid[2]; ++z)
+                for (unsigned y = 0; y < job.grid[1]; ++y)
+                    for (unsigned x = 0; x < job.grid[0]; ++x) {
+                        block_idx = uint3{x, y, z};
+                        job.entry(job.args);
+                        // No thread may start the next block while another still
+                        // uses this block's shared memory.
+                        block_barrier->arrive_and_wait();
+                    }
+            std::lock_guard<std::mutex> lock(mutex_);
+            if (--pending_ == 0) done_.notify_one();
+        }
+    }
+
+    std::mutex mutex_;
+    std::condition_variable start_;
+    std::condition_variable done_;
+    std::vector<std::thread> workers_;
+    Job job_{};
+    std::size_t pending_ = 0;
+    std::uint64_t generation_ = 0;
+};
+
+}  // namespace apex_emu
+
 // Runs kernel `name` over the grid; 0 on success, else an error code with a
 // message in `error`: 1 unknown kernel, 2 argument struct size mismatch
 // (the Rust mirror and the C++ struct disagree), 3 invalid launch shape.
@@ -108,6 +179,8 @@ extern "C" int apex_emu_launch(const char* name, const void* args, std::size_t a
                                const unsigned int* grid, const unsigned int* block,
                                unsigned int shared_bytes, char* error, std::size_t error_len) {
     static std::mutex launch_lock;
+    // Workers live for the process (detached at exit by leaking the pool).
+    static apex_emu::Pool* pool = new apex_emu::Pool();
     std::lock_guard<std::mutex> guard(launch_lock);
     const auto found = apex_emu::registry().find(name);
     if (found == apex_emu::registry().end()) {
@@ -133,25 +206,9 @@ extern "C" int apex_emu_launch(const char* name, const void* args, std::size_t a
     apex_emu::grid_dim = dim3{grid[0], grid[1], grid[2]};
     std::barrier<> barrier(static_cast<std::ptrdiff_t>(threads));
     apex_emu::block_barrier = &barrier;
-    const apex_emu::Entry entry = found->second.entry;
-    std::vector<std::thread> workers;
-    workers.reserve(threads);
-    for (std::size_t w = 0; w < threads; ++w) {
-        workers.emplace_back([=, &barrier] {
-            apex_emu::thread_idx = uint3{unsigned(w % block[0]), unsigned(w / block[0] % block[1]),
-                                         unsigned(w / (std::size_t(block[0]) * block[1]))};
-            for (unsigned z = 0; z < grid[2]; ++z)
-                for (unsigned y = 0; y < grid[1]; ++y)
-                    for (unsigned x = 0; x < grid[0]; ++x) {
-                        apex_emu::block_idx = uint3{x, y, z};
-                        entry(args);
-                        // No thread may start the next block while another still uses
-                        // this block's shared memory.
-                        barrier.arrive_and_wait();
-                    }
-        });
-    }
-    for (auto& t : workers) t.join();
+    apex_emu::Job job{found->second.entry, args, {grid[0], grid[1], grid[2]},
+                      {block[0], block[1], block[2]}, threads};
+    pool->run(job);
     apex_emu::block_barrier = nullptr;
     apex_emu::shared_buffer = nullptr;
     return 0;

@@ -39,6 +39,21 @@ pub const GEMM_SMALL: &str = "gemm_small";
 pub const GEMM_SPLITK_REDUCE: &str = "gemm_splitk_reduce";
 /// GEMM whose lanes walk interleaved batch entries.
 pub const GEMM_BATCH_INNER: &str = "gemm_batch_inner";
+/// RMSNorm forward, backward and weight gradient.
+pub const RMS_NORM_FORWARD: &str = "rms_norm_forward";
+pub const RMS_NORM_BACKWARD: &str = "rms_norm_backward";
+pub const RMS_NORM_WEIGHT_GRAD: &str = "rms_norm_weight_grad";
+/// Rotary embedding.
+pub const ROPE: &str = "rope";
+/// Causal softmax and its backward.
+pub const CAUSAL_SOFTMAX: &str = "causal_softmax";
+pub const SOFTMAX_BACKWARD: &str = "softmax_backward";
+/// Token cross-entropy.
+pub const CROSS_ENTROPY: &str = "cross_entropy";
+/// Embedding backward.
+pub const SCATTER_ADD_ROWS: &str = "scatter_add_rows";
+/// AdamW update.
+pub const ADAMW_STEP: &str = "adamw_step";
 
 /// Every kernel file.
 pub const FILES: &[KernelFile] = &[
@@ -66,6 +81,36 @@ pub const FILES: &[KernelFile] = &[
         name: "monarch.cu",
         source: include_str!("../../../kernels/cuda/monarch.cu"),
         entries: &MONARCH_KERNELS,
+    },
+    KernelFile {
+        name: "rmsnorm.cu",
+        source: include_str!("../../../kernels/cuda/rmsnorm.cu"),
+        entries: &[RMS_NORM_FORWARD, RMS_NORM_BACKWARD, RMS_NORM_WEIGHT_GRAD],
+    },
+    KernelFile {
+        name: "rope.cu",
+        source: include_str!("../../../kernels/cuda/rope.cu"),
+        entries: &[ROPE],
+    },
+    KernelFile {
+        name: "softmax.cu",
+        source: include_str!("../../../kernels/cuda/softmax.cu"),
+        entries: &[CAUSAL_SOFTMAX, SOFTMAX_BACKWARD],
+    },
+    KernelFile {
+        name: "cross_entropy.cu",
+        source: include_str!("../../../kernels/cuda/cross_entropy.cu"),
+        entries: &[CROSS_ENTROPY],
+    },
+    KernelFile {
+        name: "embedding.cu",
+        source: include_str!("../../../kernels/cuda/embedding.cu"),
+        entries: &[SCATTER_ADD_ROWS],
+    },
+    KernelFile {
+        name: "adamw.cu",
+        source: include_str!("../../../kernels/cuda/adamw.cu"),
+        entries: &[ADAMW_STEP],
     },
 ];
 
@@ -364,6 +409,98 @@ pub(crate) struct MonarchArgs {
 }
 unsafe impl KernelArgs for MonarchArgs {}
 
+/// `RmsNormArgs` in rmsnorm.cu.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RmsNormArgs {
+    pub x: u64,
+    pub weight: u64,
+    pub inv_rms: u64,
+    pub grad_y: u64,
+    pub y: u64,
+    pub inv_out: u64,
+    pub rows: i64,
+    pub d: i64,
+    pub eps: f64,
+}
+unsafe impl KernelArgs for RmsNormArgs {}
+
+/// `RopeArgs` in rope.cu.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RopeArgs {
+    pub x: u64,
+    pub table: u64,
+    pub rows: i64,
+    pub width: i64,
+    pub half: i64,
+    pub seq_len: i64,
+}
+unsafe impl KernelArgs for RopeArgs {}
+
+/// `SoftmaxArgs` in softmax.cu.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct SoftmaxArgs {
+    pub x: u64,
+    pub probs: u64,
+    pub rows: i64,
+    pub s: i64,
+    pub scale: f32,
+    pub pad: i32,
+}
+unsafe impl KernelArgs for SoftmaxArgs {}
+
+/// `CrossEntropyArgs` in cross_entropy.cu.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct CrossEntropyArgs {
+    pub logits: u64,
+    pub labels: u64,
+    pub losses: u64,
+    pub grad: u64,
+    pub rows: i64,
+    pub vocab: i64,
+    pub grad_scale: f64,
+}
+unsafe impl KernelArgs for CrossEntropyArgs {}
+
+/// `ScatterArgs` in embedding.cu.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ScatterArgs {
+    pub rows: u64,
+    pub table: u64,
+    pub targets: u64,
+    pub offsets: u64,
+    pub sources: u64,
+    pub unique: i64,
+    pub d: i64,
+}
+unsafe impl KernelArgs for ScatterArgs {}
+
+/// `AdamWArgs` in adamw.cu.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct AdamWArgs {
+    pub param: u64,
+    pub grad: u64,
+    pub m: u64,
+    pub v: u64,
+    pub len: i64,
+    pub beta1: f32,
+    pub beta2: f32,
+    pub one_minus_beta1: f32,
+    pub one_minus_beta2: f32,
+    pub grad_scale: f32,
+    pub decay: f32,
+    pub lr: f32,
+    pub c1: f32,
+    pub c2: f32,
+    pub eps: f32,
+}
+unsafe impl KernelArgs for AdamWArgs {}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -405,5 +542,11 @@ mod tests {
         assert_eq!(std::mem::size_of::<GatherArgs>(), 3 * 8 + 3 * 8 + 8);
         assert_eq!(std::mem::size_of::<GemmArgs>(), 4 * 8 + 3 * 40 + 9 * 8 + 24);
         assert_eq!(std::mem::size_of::<MonarchArgs>(), 5 * 8 + 2 * 40 + 8 + 16);
+        assert_eq!(std::mem::size_of::<RmsNormArgs>(), 6 * 8 + 2 * 8 + 8);
+        assert_eq!(std::mem::size_of::<RopeArgs>(), 2 * 8 + 4 * 8);
+        assert_eq!(std::mem::size_of::<SoftmaxArgs>(), 2 * 8 + 2 * 8 + 8);
+        assert_eq!(std::mem::size_of::<CrossEntropyArgs>(), 4 * 8 + 2 * 8 + 8);
+        assert_eq!(std::mem::size_of::<ScatterArgs>(), 5 * 8 + 2 * 8);
+        assert_eq!(std::mem::size_of::<AdamWArgs>(), 4 * 8 + 8 + 10 * 4);
     }
 }

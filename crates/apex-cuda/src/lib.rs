@@ -11,6 +11,12 @@
 //! | gather_rows, gather_columns | `gather.cu` | |
 //! | gemm | `gemm.cu`, or cuBLAS | tiled + register-blocked, split-K; cuBLAS when every operand has a unit stride |
 //! | Monarch forward / transposed apply | `monarch.cu` | both stages and the stride permutation fused |
+//! | RMSNorm (+ backward, weight gradient) | `rmsnorm.cu` | [`apex_core::transformer_ops::TransformerOps`] from here down |
+//! | RoPE | `rope.cu` | cos/sin table from the host, as on the CPU |
+//! | causal softmax (+ backward) | `softmax.cu` | |
+//! | cross-entropy (+ gradient) | `cross_entropy.cu` | log-sum-exp in double |
+//! | embedding scatter-add | `embedding.cu` | CSR by destination: deterministic |
+//! | AdamW | `adamw.cu` | |
 //!
 //! ## What a machine needs
 //!
@@ -48,6 +54,7 @@ pub mod kernels;
 mod monarch;
 mod reduce;
 mod tensor;
+mod transformer;
 
 pub use device::DeviceInfo;
 pub use tensor::CudaTensor;

@@ -137,11 +137,15 @@ pub fn compare_trajectories(got: &Trajectory, want: &Trajectory, rtol: f64) -> R
         ));
     }
     for (step, (g, w)) in got.losses.iter().zip(&want.losses).enumerate() {
-        if !((g - w).abs() <= rtol * w.abs()) {
+        if !within(*g, *w, rtol * w.abs()) {
             return Err(format!("step {step}: loss {g}, expected {w} (rtol {rtol})"));
         }
     }
-    if !(want.losses.last() < want.losses.first()) {
+    let trains = matches!(
+        want.losses.last().partial_cmp(&want.losses.first()),
+        Some(std::cmp::Ordering::Less)
+    );
+    if !trains {
         return Err(format!(
             "the reference run does not train: {:?}",
             want.losses
@@ -164,7 +168,7 @@ pub fn compare_trajectories(got: &Trajectory, want: &Trajectory, rtol: f64) -> R
         }
         let scale = w.iter().fold(0f32, |m, v| m.max(v.abs())) as f64;
         for (i, (g, w)) in g.iter().zip(w).enumerate() {
-            if !((*g as f64 - *w as f64).abs() <= rtol * scale) {
+            if !within(*g as f64, *w as f64, rtol * scale) {
                 return Err(format!(
                     "fused {name}[{i}]: {g}, expected {w} (rtol {rtol} of {scale})"
                 ));
@@ -172,6 +176,11 @@ pub fn compare_trajectories(got: &Trajectory, want: &Trajectory, rtol: f64) -> R
         }
     }
     Ok(())
+}
+
+/// |got − want| ≤ tolerance; false when either is NaN.
+fn within(got: f64, want: f64, tolerance: f64) -> bool {
+    (got - want).abs() <= tolerance
 }
 
 /// The median of `values` without the first one (when there are more).

@@ -32,6 +32,7 @@ pub mod s2;
 pub mod selection;
 pub mod settings;
 pub mod split_linear;
+pub mod transformer_checks;
 pub mod transformer_ops;
 
 pub use backend::{Backend, BinaryOp, UnaryOp};

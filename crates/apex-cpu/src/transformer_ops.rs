@@ -2,36 +2,15 @@
 //! parallel over rows with rayon, generic over f32 and f64.
 
 use crate::{CpuBackend, CpuElement, CpuTensor};
-use apex_core::layout::{check_indices, numel};
+use apex_core::layout::numel;
+use apex_core::transformer_checks as check;
 use apex_core::transformer_ops::{AdamWStep, TransformerOps, IGNORE_INDEX};
-use apex_core::{ApexError, Element, Result};
+use apex_core::Result;
 use rayon::prelude::*;
 
 /// Rows per rayon task: small enough to spread 2–16 cores, large enough that
 /// task overhead stays negligible for `d ≥ 64`.
 const ROWS_PER_TASK: usize = 16;
-
-fn expect_shape<E: Element>(op: &'static str, t: &CpuTensor<E>, shape: &[usize]) -> Result<()> {
-    if t.shape() != shape {
-        return Err(ApexError::shape(op, shape, t.shape()));
-    }
-    Ok(())
-}
-
-fn expect_len(op: &'static str, got: usize, want: usize) -> Result<()> {
-    if got != want {
-        return Err(ApexError::shape(op, &[want], &[got]));
-    }
-    Ok(())
-}
-
-/// `[n, S, S]` → `(n, S)`.
-fn square_blocks<E: Element>(op: &'static str, t: &CpuTensor<E>) -> Result<(usize, usize)> {
-    match t.shape() {
-        [n, s, s2] if s == s2 => Ok((*n, *s)),
-        other => Err(ApexError::shape(op, &[0, 0, 0], other)),
-    }
-}
 
 impl<E: CpuElement> TransformerOps for CpuBackend<E> {
     fn rms_norm(
@@ -40,8 +19,7 @@ impl<E: CpuElement> TransformerOps for CpuBackend<E> {
         weight: &CpuTensor<E>,
         eps: f64,
     ) -> Result<(CpuTensor<E>, CpuTensor<E>)> {
-        let (rows, d) = x.dims2("rms_norm")?;
-        expect_shape("rms_norm", weight, &[d])?;
+        let (rows, d) = check::rms_norm(x.shape(), weight.shape())?;
         let w = weight.data();
         let mut y = vec![E::ZERO; rows * d];
         let mut inv = vec![E::ZERO; rows];
@@ -72,11 +50,13 @@ impl<E: CpuElement> TransformerOps for CpuBackend<E> {
         grad_y: &CpuTensor<E>,
         grad_weight: Option<&mut CpuTensor<E>>,
     ) -> Result<CpuTensor<E>> {
-        const OP: &str = "rms_norm_backward";
-        let (rows, d) = x.dims2(OP)?;
-        expect_shape(OP, weight, &[d])?;
-        expect_shape(OP, inv_rms, &[rows])?;
-        expect_shape(OP, grad_y, &[rows, d])?;
+        let (rows, d) = check::rms_norm_backward(
+            x.shape(),
+            weight.shape(),
+            inv_rms.shape(),
+            grad_y.shape(),
+            grad_weight.as_ref().map(|gw| gw.shape()),
+        )?;
         let w = weight.data();
         let mut gx = vec![E::ZERO; rows * d];
         gx.par_chunks_mut(d)
@@ -94,7 +74,6 @@ impl<E: CpuElement> TransformerOps for CpuBackend<E> {
                 }
             });
         if let Some(gw) = grad_weight {
-            expect_shape(OP, gw, &[d])?;
             let gw = gw.data_mut();
             for ((x, gy), &r) in x
                 .data()
@@ -118,20 +97,7 @@ impl<E: CpuElement> TransformerOps for CpuBackend<E> {
         theta: f64,
         inverse: bool,
     ) -> Result<()> {
-        const OP: &str = "rope";
-        let (rows, width) = x.dims2(OP)?;
-        if head_dim == 0 || head_dim % 2 != 0 || width % head_dim != 0 {
-            return Err(ApexError::config(
-                "rope.head_dim",
-                format!("{head_dim} must be even and divide the row width {width}"),
-            ));
-        }
-        if seq_len == 0 || rows % seq_len != 0 {
-            return Err(ApexError::config(
-                "rope.seq_len",
-                format!("{seq_len} must be positive and divide the row count {rows}"),
-            ));
-        }
+        let (_, width) = check::rope(x.shape(), head_dim, seq_len)?;
         let half = head_dim / 2;
         let sign = if inverse { -1.0 } else { 1.0 };
         // cos/sin per (position, frequency), shared by every head and sequence.
@@ -162,7 +128,7 @@ impl<E: CpuElement> TransformerOps for CpuBackend<E> {
     }
 
     fn causal_softmax(&self, scores: &mut CpuTensor<E>, scale: f64) -> Result<()> {
-        let (_, s) = square_blocks("causal_softmax", scores)?;
+        let (_, s) = check::causal_softmax(scores.shape())?;
         if s == 0 {
             return Ok(());
         }
@@ -201,8 +167,7 @@ impl<E: CpuElement> TransformerOps for CpuBackend<E> {
         grad: &mut CpuTensor<E>,
         scale: f64,
     ) -> Result<()> {
-        let (n, s) = square_blocks("softmax_backward", probs)?;
-        expect_shape("softmax_backward", grad, &[n, s, s])?;
+        let (_, s) = check::softmax_backward(probs.shape(), grad.shape())?;
         if s == 0 {
             return Ok(());
         }
@@ -228,19 +193,7 @@ impl<E: CpuElement> TransformerOps for CpuBackend<E> {
         labels: &[i64],
         grad_scale: Option<f64>,
     ) -> Result<(f64, usize, Option<CpuTensor<E>>)> {
-        const OP: &str = "cross_entropy";
-        let (rows, vocab) = logits.dims2(OP)?;
-        expect_len(OP, labels.len(), rows)?;
-        if let Some(&bad) = labels
-            .iter()
-            .find(|&&l| l != IGNORE_INDEX && !(0..vocab as i64).contains(&l))
-        {
-            return Err(ApexError::InvalidIndex {
-                op: OP,
-                index: bad.max(0) as usize,
-                bound: vocab,
-            });
-        }
+        let (rows, vocab, count) = check::cross_entropy(logits.shape(), labels)?;
         let mut grad = grad_scale.map(|_| vec![E::ZERO; rows * vocab]);
         let row_loss = |row: &[E], label: i64, g: Option<&mut [E]>| -> f64 {
             if label == IGNORE_INDEX {
@@ -274,7 +227,6 @@ impl<E: CpuElement> TransformerOps for CpuBackend<E> {
                 .map(|(row, &l)| row_loss(row, l, None))
                 .sum(),
         };
-        let count = labels.iter().filter(|&&l| l != IGNORE_INDEX).count();
         let grad = grad
             .map(|g| CpuTensor::from_vec(g, &[rows, vocab]))
             .transpose()?;
@@ -287,14 +239,7 @@ impl<E: CpuElement> TransformerOps for CpuBackend<E> {
         index: &[usize],
         table: &mut CpuTensor<E>,
     ) -> Result<()> {
-        const OP: &str = "scatter_add_rows";
-        let (n, d) = rows.dims2(OP)?;
-        let (v, d2) = table.dims2(OP)?;
-        expect_len(OP, index.len(), n)?;
-        if d2 != d {
-            return Err(ApexError::shape(OP, &[v, d], &[v, d2]));
-        }
-        check_indices(OP, index, v)?;
+        let (_, d, _) = check::scatter_add_rows(rows.shape(), index, table.shape())?;
         let dst = table.data_mut();
         for (row, &i) in rows.data().chunks(d).zip(index) {
             for (t, &r) in dst[i * d..(i + 1) * d].iter_mut().zip(row) {
@@ -312,24 +257,19 @@ impl<E: CpuElement> TransformerOps for CpuBackend<E> {
         v: &mut CpuTensor<E>,
         step: &AdamWStep,
     ) -> Result<()> {
-        const OP: &str = "adamw_step";
-        let shape = param.shape().to_vec();
-        for t in [grad, &*m, &*v] {
-            expect_shape(OP, t, &shape)?;
-        }
-        if step.step == 0 {
-            return Err(ApexError::config("adamw.step", "steps are counted from 1"));
-        }
-        let n = numel(&shape);
-        let t = step.step as i32;
-        let c1 = 1.0 / (1.0 - step.beta1.powi(t));
-        let c2 = 1.0 / (1.0 - step.beta2.powi(t));
+        let coefficients =
+            check::adamw_step(param.shape(), grad.shape(), m.shape(), v.shape(), step)?;
+        let n = numel(param.shape());
         let (b1, b2) = (E::from_f64(step.beta1), E::from_f64(step.beta2));
         let (nb1, nb2) = (E::from_f64(1.0 - step.beta1), E::from_f64(1.0 - step.beta2));
         let gs = E::from_f64(step.grad_scale);
-        let decay = E::from_f64(1.0 - step.lr * step.weight_decay);
+        let decay = E::from_f64(coefficients.decay);
         let lr = E::from_f64(step.lr);
-        let (c1, c2, eps) = (E::from_f64(c1), E::from_f64(c2), E::from_f64(step.eps));
+        let (c1, c2, eps) = (
+            E::from_f64(coefficients.bias_correction1),
+            E::from_f64(coefficients.bias_correction2),
+            E::from_f64(step.eps),
+        );
         const CHUNK: usize = 4096;
         param.data_mut()[..n]
             .par_chunks_mut(CHUNK)
@@ -351,7 +291,7 @@ impl<E: CpuElement> TransformerOps for CpuBackend<E> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use apex_core::Backend;
+    use apex_core::{ApexError, Backend};
 
     fn cpu() -> CpuBackend<f64> {
         CpuBackend::new()

@@ -12,31 +12,9 @@ use crate::kernels::{
     SCATTER_ADD_ROWS, SOFTMAX_BACKWARD,
 };
 use crate::{CudaBackend, CudaTensor};
-use apex_core::layout::check_indices;
-use apex_core::transformer_ops::{AdamWStep, TransformerOps, IGNORE_INDEX};
-use apex_core::{ApexError, Result};
-
-fn expect_shape(op: &'static str, t: &CudaTensor, shape: &[usize]) -> Result<()> {
-    if t.shape() != shape {
-        return Err(ApexError::shape(op, shape, t.shape()));
-    }
-    Ok(())
-}
-
-fn dims2(op: &'static str, t: &CudaTensor) -> Result<(usize, usize)> {
-    match t.shape() {
-        [r, c] => Ok((*r, *c)),
-        other => Err(ApexError::shape(op, &[0, 0], other)),
-    }
-}
-
-/// `[n, S, S]` → `(n, S)`.
-fn square_blocks(op: &'static str, t: &CudaTensor) -> Result<(usize, usize)> {
-    match t.shape() {
-        [n, s, s2] if s == s2 => Ok((*n, *s)),
-        other => Err(ApexError::shape(op, &[0, 0, 0], other)),
-    }
-}
+use apex_core::transformer_checks as check;
+use apex_core::transformer_ops::{AdamWStep, TransformerOps};
+use apex_core::Result;
 
 /// One block of `threads` per row, the grid capped (kernels grid-stride).
 fn per_row(rows: usize, threads: u32) -> Launch {
@@ -69,8 +47,7 @@ impl TransformerOps for CudaBackend {
         weight: &CudaTensor,
         eps: f64,
     ) -> Result<(CudaTensor, CudaTensor)> {
-        let (rows, d) = dims2("rms_norm", x)?;
-        expect_shape("rms_norm", weight, &[d])?;
+        let (rows, d) = check::rms_norm(x.shape(), weight.shape())?;
         let mut y = self.uninit_tensor(&[rows, d])?;
         let mut inv = self.uninit_tensor(&[rows])?;
         let args = RmsNormArgs {
@@ -99,14 +76,13 @@ impl TransformerOps for CudaBackend {
         grad_y: &CudaTensor,
         grad_weight: Option<&mut CudaTensor>,
     ) -> Result<CudaTensor> {
-        const OP: &str = "rms_norm_backward";
-        let (rows, d) = dims2(OP, x)?;
-        expect_shape(OP, weight, &[d])?;
-        expect_shape(OP, inv_rms, &[rows])?;
-        expect_shape(OP, grad_y, &[rows, d])?;
-        if let Some(gw) = &grad_weight {
-            expect_shape(OP, gw, &[d])?;
-        }
+        let (rows, d) = check::rms_norm_backward(
+            x.shape(),
+            weight.shape(),
+            inv_rms.shape(),
+            grad_y.shape(),
+            grad_weight.as_ref().map(|gw| gw.shape()),
+        )?;
         let mut grad_x = self.uninit_tensor(&[rows, d])?;
         let mut args = RmsNormArgs {
             x: self.read(x)?,
@@ -145,20 +121,7 @@ impl TransformerOps for CudaBackend {
         theta: f64,
         inverse: bool,
     ) -> Result<()> {
-        const OP: &str = "rope";
-        let (rows, width) = dims2(OP, x)?;
-        if head_dim == 0 || head_dim % 2 != 0 || width % head_dim != 0 {
-            return Err(ApexError::config(
-                "rope.head_dim",
-                format!("{head_dim} must be even and divide the row width {width}"),
-            ));
-        }
-        if seq_len == 0 || rows % seq_len != 0 {
-            return Err(ApexError::config(
-                "rope.seq_len",
-                format!("{seq_len} must be positive and divide the row count {rows}"),
-            ));
-        }
+        let (rows, width) = check::rope(x.shape(), head_dim, seq_len)?;
         let half = head_dim / 2;
         let sign = if inverse { -1.0 } else { 1.0 };
         // The CPU reference's table, computed the same way in f64.
@@ -187,7 +150,7 @@ impl TransformerOps for CudaBackend {
     }
 
     fn causal_softmax(&self, scores: &mut CudaTensor, scale: f64) -> Result<()> {
-        let (n, s) = square_blocks("causal_softmax", scores)?;
+        let (n, s) = check::causal_softmax(scores.shape())?;
         if n * s == 0 {
             return Ok(());
         }
@@ -209,8 +172,7 @@ impl TransformerOps for CudaBackend {
         grad: &mut CudaTensor,
         scale: f64,
     ) -> Result<()> {
-        let (n, s) = square_blocks("softmax_backward", probs)?;
-        expect_shape("softmax_backward", grad, &[n, s, s])?;
+        let (n, s) = check::softmax_backward(probs.shape(), grad.shape())?;
         if n * s == 0 {
             return Ok(());
         }
@@ -232,22 +194,7 @@ impl TransformerOps for CudaBackend {
         labels: &[i64],
         grad_scale: Option<f64>,
     ) -> Result<(f64, usize, Option<CudaTensor>)> {
-        const OP: &str = "cross_entropy";
-        let (rows, vocab) = dims2(OP, logits)?;
-        if labels.len() != rows {
-            return Err(ApexError::shape(OP, &[rows], &[labels.len()]));
-        }
-        if let Some(&bad) = labels
-            .iter()
-            .find(|&&l| l != IGNORE_INDEX && !(0..vocab as i64).contains(&l))
-        {
-            return Err(ApexError::InvalidIndex {
-                op: OP,
-                index: bad.max(0) as usize,
-                bound: vocab,
-            });
-        }
-        let count = labels.iter().filter(|&&l| l != IGNORE_INDEX).count();
+        let (rows, vocab, count) = check::cross_entropy(logits.shape(), labels)?;
         let mut grad = match grad_scale {
             Some(_) => Some(self.uninit_tensor(&[rows, vocab])?),
             None => None,
@@ -288,16 +235,7 @@ impl TransformerOps for CudaBackend {
         index: &[usize],
         table: &mut CudaTensor,
     ) -> Result<()> {
-        const OP: &str = "scatter_add_rows";
-        let (n, d) = dims2(OP, rows)?;
-        let (v, d2) = dims2(OP, table)?;
-        if index.len() != n {
-            return Err(ApexError::shape(OP, &[n], &[index.len()]));
-        }
-        if d2 != d {
-            return Err(ApexError::shape(OP, &[v, d], &[v, d2]));
-        }
-        check_indices(OP, index, v)?;
+        let (n, d, _) = check::scatter_add_rows(rows.shape(), index, table.shape())?;
         if n == 0 || d == 0 {
             return Ok(());
         }
@@ -343,15 +281,8 @@ impl TransformerOps for CudaBackend {
         v: &mut CudaTensor,
         step: &AdamWStep,
     ) -> Result<()> {
-        const OP: &str = "adamw_step";
-        let shape = param.shape().to_vec();
-        for t in [grad, &*m, &*v] {
-            expect_shape(OP, t, &shape)?;
-        }
-        if step.step == 0 {
-            return Err(ApexError::config("adamw.step", "steps are counted from 1"));
-        }
-        let t = step.step as i32;
+        let coefficients =
+            check::adamw_step(param.shape(), grad.shape(), m.shape(), v.shape(), step)?;
         let args = AdamWArgs {
             param: self.write(param)?,
             grad: self.read(grad)?,
@@ -363,10 +294,10 @@ impl TransformerOps for CudaBackend {
             one_minus_beta1: (1.0 - step.beta1) as f32,
             one_minus_beta2: (1.0 - step.beta2) as f32,
             grad_scale: step.grad_scale as f32,
-            decay: (1.0 - step.lr * step.weight_decay) as f32,
+            decay: coefficients.decay as f32,
             lr: step.lr as f32,
-            c1: (1.0 / (1.0 - step.beta1.powi(t))) as f32,
-            c2: (1.0 / (1.0 - step.beta2.powi(t))) as f32,
+            c1: coefficients.bias_correction1 as f32,
+            c2: coefficients.bias_correction2 as f32,
             eps: step.eps as f32,
         };
         if param.is_empty() {

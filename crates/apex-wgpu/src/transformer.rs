@@ -8,29 +8,14 @@ use crate::kernels::Kernel;
 use crate::params::Params;
 use crate::tensor::WgpuTensor;
 use crate::WgpuBackend;
-use apex_core::layout::check_indices;
-use apex_core::transformer_ops::{AdamWStep, TransformerOps, IGNORE_INDEX};
-use apex_core::{ApexError, Result};
+use apex_core::transformer_checks as check;
+use apex_core::transformer_ops::{AdamWStep, TransformerOps};
+use apex_core::Result;
 
 /// Invocations of the elementwise kernels (rope, adamw, scatter).
 const WG: usize = 256;
 /// Invocations per workgroup of norm.wgsl (its column kernel covers this many columns).
 const NORM_WG: usize = 64;
-
-fn expect_shape(op: &'static str, t: &WgpuTensor, shape: &[usize]) -> Result<()> {
-    if t.shape() != shape {
-        return Err(ApexError::shape(op, shape, t.shape()));
-    }
-    Ok(())
-}
-
-/// `[n, S, S]` → `(n, S)`.
-fn square_blocks(op: &'static str, t: &WgpuTensor) -> Result<(usize, usize)> {
-    match t.shape() {
-        [n, s, s2] if s == s2 => Ok((*n, *s)),
-        other => Err(ApexError::shape(op, &[0, 0, 0], other)),
-    }
-}
 
 impl WgpuBackend {
     /// One workgroup per row of a row kernel.
@@ -81,8 +66,7 @@ impl TransformerOps for WgpuBackend {
         weight: &WgpuTensor,
         eps: f64,
     ) -> Result<(WgpuTensor, WgpuTensor)> {
-        let (rows, d) = x.dims2("rms_norm")?;
-        expect_shape("rms_norm", weight, &[d])?;
+        let (rows, d) = check::rms_norm(x.shape(), weight.shape())?;
         let y = WgpuTensor::new(self.gpu.storage(rows * d, None)?, &[rows, d]);
         let inv = WgpuTensor::new(self.gpu.storage(rows, None)?, &[rows]);
         if rows == 0 {
@@ -111,14 +95,13 @@ impl TransformerOps for WgpuBackend {
         grad_y: &WgpuTensor,
         grad_weight: Option<&mut WgpuTensor>,
     ) -> Result<WgpuTensor> {
-        const OP: &str = "rms_norm_backward";
-        let (rows, d) = x.dims2(OP)?;
-        expect_shape(OP, weight, &[d])?;
-        expect_shape(OP, inv_rms, &[rows])?;
-        expect_shape(OP, grad_y, &[rows, d])?;
-        if let Some(gw) = &grad_weight {
-            expect_shape(OP, gw, &[d])?;
-        }
+        let (rows, d) = check::rms_norm_backward(
+            x.shape(),
+            weight.shape(),
+            inv_rms.shape(),
+            grad_y.shape(),
+            grad_weight.as_ref().map(|gw| gw.shape()),
+        )?;
         let grad_x = WgpuTensor::new(self.gpu.storage(rows * d, None)?, &[rows, d]);
         if rows == 0 {
             return Ok(grad_x);
@@ -162,20 +145,7 @@ impl TransformerOps for WgpuBackend {
         theta: f64,
         inverse: bool,
     ) -> Result<()> {
-        const OP: &str = "rope";
-        let (rows, width) = x.dims2(OP)?;
-        if head_dim == 0 || !head_dim.is_multiple_of(2) || !width.is_multiple_of(head_dim) {
-            return Err(ApexError::config(
-                "rope.head_dim",
-                format!("{head_dim} must be even and divide the row width {width}"),
-            ));
-        }
-        if seq_len == 0 || !rows.is_multiple_of(seq_len) {
-            return Err(ApexError::config(
-                "rope.seq_len",
-                format!("{seq_len} must be positive and divide the row count {rows}"),
-            ));
-        }
+        let (rows, width) = check::rope(x.shape(), head_dim, seq_len)?;
         if rows == 0 || width == 0 {
             return Ok(());
         }
@@ -200,7 +170,7 @@ impl TransformerOps for WgpuBackend {
     }
 
     fn causal_softmax(&self, scores: &mut WgpuTensor, scale: f64) -> Result<()> {
-        let (_, s) = square_blocks("causal_softmax", scores)?;
+        let (_, s) = check::causal_softmax(scores.shape())?;
         self.softmax_rows(Kernel::CAUSAL_SOFTMAX, scores, None, s, scale)
     }
 
@@ -210,8 +180,7 @@ impl TransformerOps for WgpuBackend {
         grad: &mut WgpuTensor,
         scale: f64,
     ) -> Result<()> {
-        let (n, s) = square_blocks("softmax_backward", probs)?;
-        expect_shape("softmax_backward", grad, &[n, s, s])?;
+        let (_, s) = check::softmax_backward(probs.shape(), grad.shape())?;
         self.softmax_rows(Kernel::SOFTMAX_BACKWARD, grad, Some(probs), s, scale)
     }
 
@@ -221,22 +190,7 @@ impl TransformerOps for WgpuBackend {
         labels: &[i64],
         grad_scale: Option<f64>,
     ) -> Result<(f64, usize, Option<WgpuTensor>)> {
-        const OP: &str = "cross_entropy";
-        let (rows, vocab) = logits.dims2(OP)?;
-        if labels.len() != rows {
-            return Err(ApexError::shape(OP, &[rows], &[labels.len()]));
-        }
-        if let Some(&bad) = labels
-            .iter()
-            .find(|&&l| l != IGNORE_INDEX && !(0..vocab as i64).contains(&l))
-        {
-            return Err(ApexError::InvalidIndex {
-                op: OP,
-                index: bad.max(0) as usize,
-                bound: vocab,
-            });
-        }
-        let count = labels.iter().filter(|&&l| l != IGNORE_INDEX).count();
+        let (rows, vocab, count) = check::cross_entropy(logits.shape(), labels)?;
         let grad = match grad_scale {
             Some(_) => Some(WgpuTensor::new(
                 self.gpu.storage(rows * vocab, None)?,
@@ -295,16 +249,7 @@ impl TransformerOps for WgpuBackend {
         index: &[usize],
         table: &mut WgpuTensor,
     ) -> Result<()> {
-        const OP: &str = "scatter_add_rows";
-        let (n, d) = rows.dims2(OP)?;
-        let (v, d2) = table.dims2(OP)?;
-        if index.len() != n {
-            return Err(ApexError::shape(OP, &[n], &[index.len()]));
-        }
-        if d2 != d {
-            return Err(ApexError::shape(OP, &[v, d], &[v, d2]));
-        }
-        check_indices(OP, index, v)?;
+        let (n, d, _) = check::scatter_add_rows(rows.shape(), index, table.shape())?;
         if n == 0 || d == 0 {
             return Ok(());
         }
@@ -350,21 +295,12 @@ impl TransformerOps for WgpuBackend {
         v: &mut WgpuTensor,
         step: &AdamWStep,
     ) -> Result<()> {
-        const OP: &str = "adamw_step";
-        let shape = param.shape().to_vec();
-        for t in [grad, &*m, &*v] {
-            expect_shape(OP, t, &shape)?;
-        }
-        if step.step == 0 {
-            return Err(ApexError::config("adamw.step", "steps are counted from 1"));
-        }
+        let coefficients =
+            check::adamw_step(param.shape(), grad.shape(), m.shape(), v.shape(), step)?;
         let n = param.len();
         if n == 0 {
             return Ok(());
         }
-        let t = i32::try_from(step.step).unwrap_or(i32::MAX);
-        let c1 = 1.0 / (1.0 - step.beta1.powi(t));
-        let c2 = 1.0 / (1.0 - step.beta2.powi(t));
         let params = Params::new()
             .u(n)?
             .f(step.beta1 as f32)
@@ -372,10 +308,10 @@ impl TransformerOps for WgpuBackend {
             .f((1.0 - step.beta1) as f32)
             .f((1.0 - step.beta2) as f32)
             .f(step.grad_scale as f32)
-            .f((1.0 - step.lr * step.weight_decay) as f32)
+            .f(coefficients.decay as f32)
             .f(step.lr as f32)
-            .f(c1 as f32)
-            .f(c2 as f32)
+            .f(coefficients.bias_correction1 as f32)
+            .f(coefficients.bias_correction2 as f32)
             .f(step.eps as f32)
             .u(0)?;
         let groups = self.flat_grid(n)?;

@@ -44,6 +44,7 @@
 //! as C++ against a small emulation of the CUDA built-ins): slow, but it is
 //! how CI checks the kernels without a GPU.
 
+mod counters;
 mod device;
 mod driver;
 mod elementwise;
@@ -56,12 +57,14 @@ mod reduce;
 mod tensor;
 mod transformer;
 
+pub use counters::Counters;
 pub use device::DeviceInfo;
 pub use tensor::CudaTensor;
 
 use apex_core::layout::{check_gemm, check_indices, check_same_dims, numel};
 use apex_core::{ApexError, Backend, BatchView, BinaryOp, MatView, Monarch, Result, UnaryOp};
-use device::{backend_error, Device};
+use counters::CounterCell;
+use device::{backend_error, Device, Launch};
 use elementwise::Scalars;
 use kernels::ElementwiseOp;
 use std::fmt;
@@ -109,6 +112,7 @@ impl Default for CudaOptions {
 pub struct CudaBackend {
     device: Arc<Device>,
     options: CudaOptions,
+    counters: Arc<CounterCell>,
 }
 
 impl fmt::Debug for CudaBackend {
@@ -132,6 +136,7 @@ impl CudaBackend {
         Ok(CudaBackend {
             device: driver::open(ordinal).map_err(backend_error)?,
             options: CudaOptions::default(),
+            counters: Arc::default(),
         })
     }
 
@@ -141,6 +146,7 @@ impl CudaBackend {
         Ok(CudaBackend {
             device: emulator::open().map_err(backend_error)?,
             options: CudaOptions::default(),
+            counters: Arc::default(),
         })
     }
 
@@ -151,10 +157,12 @@ impl CudaBackend {
     }
 
     /// The same device with other options (tensors are interchangeable).
+    /// The result shares this backend's [`Counters`].
     pub fn with_options(&self, options: CudaOptions) -> Self {
         CudaBackend {
             device: Arc::clone(&self.device),
             options,
+            counters: Arc::clone(&self.counters),
         }
     }
 
@@ -172,8 +180,48 @@ impl CudaBackend {
         self.device.synchronize()
     }
 
+    /// The device work this backend (and its clones) issued since it was
+    /// created or last [reset](Self::reset_counters): kernel launches by name,
+    /// cuBLAS calls, allocations, zero-fills, transfers. Backends opened
+    /// separately count separately even on one device. Counting costs one
+    /// uncontended lock per event, next to microseconds per launch.
+    pub fn counters(&self) -> Counters {
+        self.counters.snapshot()
+    }
+
+    /// Sets every count of [`Self::counters`] to zero.
+    pub fn reset_counters(&self) {
+        self.counters.reset();
+    }
+
     pub(crate) fn device(&self) -> &Device {
         &self.device
+    }
+
+    /// Queues kernel `name` (an empty grid launches nothing and counts nothing).
+    pub(crate) fn launch<A: kernels::KernelArgs>(
+        &self,
+        name: &'static str,
+        launch: Launch,
+        args: &A,
+    ) -> Result<()> {
+        if launch.grid.0 == 0 || launch.grid.1 == 0 || launch.grid.2 == 0 {
+            return Ok(());
+        }
+        self.counters.launch(name);
+        self.device.launch(name, launch, args)
+    }
+
+    /// Counts a cuBLAS call about to be made.
+    pub(crate) fn count_cublas(&self) {
+        self.counters.cublas();
+    }
+
+    /// Copies `tensor` back to the host.
+    pub(crate) fn download_tensor(&self, tensor: &CudaTensor) -> Result<Vec<f32>> {
+        self.read(tensor)?;
+        self.counters.download(tensor.len());
+        self.device.download(&tensor.buffer)
     }
 
     /// The device address of a tensor this backend may read.
@@ -191,6 +239,9 @@ impl CudaBackend {
     pub(crate) fn write(&self, tensor: &mut CudaTensor) -> Result<u64> {
         self.read(tensor)?;
         if Arc::get_mut(&mut tensor.buffer).is_none() {
+            let len = tensor.buffer.len();
+            self.counters.allocation(len, false);
+            self.counters.device_copy(len);
             tensor.buffer = Arc::new(self.device.duplicate(&tensor.buffer)?);
         }
         Ok(tensor.buffer.addr())
@@ -205,11 +256,13 @@ impl CudaBackend {
     }
 
     pub(crate) fn zeros_tensor(&self, shape: &[usize]) -> Result<CudaTensor> {
+        self.counters.allocation(numel(shape), true);
         Ok(self.tensor(self.device.zeros(numel(shape))?, shape))
     }
 
     /// A tensor whose every element a kernel is about to write.
     pub(crate) fn uninit_tensor(&self, shape: &[usize]) -> Result<CudaTensor> {
+        self.counters.allocation(numel(shape), false);
         Ok(self.tensor(self.device.uninit(numel(shape))?, shape))
     }
 
@@ -221,6 +274,8 @@ impl CudaBackend {
                 got: vec![data.len()],
             });
         }
+        self.counters.allocation(data.len(), false);
+        self.counters.upload(data.len());
         Ok(self.tensor(self.device.upload(data)?, shape))
     }
 
@@ -309,8 +364,7 @@ impl Backend for CudaBackend {
     }
 
     fn download(&self, tensor: &CudaTensor) -> Result<Vec<f32>> {
-        self.read(tensor)?;
-        self.device.download(&tensor.buffer)
+        self.download_tensor(tensor)
     }
 
     fn shape<'t>(&self, tensor: &'t CudaTensor) -> &'t [usize] {

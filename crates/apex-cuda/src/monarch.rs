@@ -117,9 +117,7 @@ pub(crate) fn fused(
         block: (plan.threads as u32, 1, 1),
         shared_bytes: (plan.rows * k * 4) as u32,
     };
-    backend
-        .device()
-        .launch(monarch_kernel(transposed, plan.rows, vec), launch, &args)?;
+    backend.launch(monarch_kernel(transposed, plan.rows, vec), launch, &args)?;
     Ok(Some(mid))
 }
 

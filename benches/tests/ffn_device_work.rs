@@ -90,4 +90,29 @@ fn ffn_pair_device_work_per_step() {
             "{c:?}"
         );
     }
+    // Device calls per step, one per GEMM (kernel or cuBLAS; a split-K GEMM's
+    // reduction pass is counted apart) and per elementwise/reduction/Monarch
+    // launch, no bias:
+    //   up forward (MixColumn)   GEMM tuned rows, GEMM frozen rows, copy Z = [Z_D|Z_A],
+    //                            scale the unmixed half, Monarch + scaled half (fused)   5
+    //   SiLU                                                                               1
+    //   down forward (MixRow)    copy X[:, k:t], scale X_D, Monarch X·M onto A,
+    //                            GEMM tuned columns, GEMM frozen columns (β = 1)          5
+    //   down backward            GEMM ∂S, GEMM P = G·U, column_dot ∂v, copy P[:, k:t],
+    //                            Monarch + P_D ⊙ v (fused), 2 factor-gradient GEMMs,
+    //                            GEMM ∂X frozen columns                                   8
+    //   SiLU gradient, product                                                             2
+    //   up backward              column_dot ∂v, column_dot ∂c, copy G[:, 2k:t],
+    //                            scale G_D, Monarch + G_A ⊙ c (fused), 2 factor-
+    //                            gradient GEMMs, GEMM ∂S, 2 GEMMs ∂X                     10
+    //                                                                          total     31
+    // and three memsets: the shared mixer gradients (∂W1, ∂W2, ∂v) that both
+    // modules accumulate into. Every other output is written before it is read.
+    let calls =
+        |c: &Counters| c.kernel_launches() + c.cublas_calls - c.launches_of("gemm_splitk_reduce");
+    assert!(calls(&apex_counts) <= 31, "{apex_counts:?}");
+    assert!(apex_counts.zero_fills <= 3, "{apex_counts:?}");
+    // Dense: 6 GEMMs, SiLU, SiLU gradient, product; no memsets.
+    assert!(calls(&dense_counts) <= 9, "{dense_counts:?}");
+    assert_eq!(dense_counts.zero_fills, 0, "{dense_counts:?}");
 }

@@ -34,7 +34,7 @@ pub mod settings;
 pub mod split_linear;
 pub mod transformer_ops;
 
-pub use backend::{Backend, BinaryOp, UnaryOp};
+pub use backend::{Backend, BinaryOp, ScaledColumns, UnaryOp};
 pub use divisor::find_divisor;
 pub use element::Element;
 pub use error::{ApexError, Result};

@@ -62,7 +62,9 @@ pub use device::DeviceInfo;
 pub use tensor::CudaTensor;
 
 use apex_core::layout::{check_gemm, check_indices, check_same_dims, numel};
-use apex_core::{ApexError, Backend, BatchView, BinaryOp, MatView, Monarch, Result, UnaryOp};
+use apex_core::{
+    ApexError, Backend, BatchView, BinaryOp, MatView, Monarch, Result, ScaledColumns, UnaryOp,
+};
 use counters::CounterCell;
 use device::{backend_error, Device, Launch};
 use elementwise::Scalars;
@@ -286,6 +288,7 @@ impl CudaBackend {
         }
     }
 
+    /// The fused Monarch kernel when the map fits it, else the composite.
     #[allow(clippy::too_many_arguments)]
     fn monarch(
         &self,
@@ -293,6 +296,7 @@ impl CudaBackend {
         transposed: bool,
         x: &CudaTensor,
         x_view: MatView,
+        add: Option<ScaledColumns<'_, Self>>,
         beta: f32,
         out: &mut CudaTensor,
         out_view: MatView,
@@ -304,12 +308,25 @@ impl CudaBackend {
         };
         check_same_dims(op, &[(&x_view, x.len()), (&out_view, out.len())])?;
         check_writable(op, &out_view)?;
+        if let Some(a) = add {
+            check_same_dims(op, &[(&a.view, a.y.len()), (&out_view, out.len())])?;
+            MatView::row_vector(out_view.cols).check_fits(op, a.scale.len())?;
+        }
         if self.options.fused_monarch {
-            let fused = monarch::fused(self, monarch, transposed, x, x_view, beta, out, out_view)?;
+            let fused = monarch::fused(
+                self, monarch, transposed, x, x_view, add, beta, out, out_view,
+            )?;
             if let Some(mid) = fused {
                 return Ok(mid);
             }
         }
+        let beta = match add {
+            Some(a) => {
+                self.scale_columns(a.y, a.view, a.scale, 0, beta, out, out_view)?;
+                1.0
+            }
+            None => beta,
+        };
         if transposed {
             monarch.apply_transposed_composite(self, x, x_view, beta, out, out_view)
         } else {
@@ -357,6 +374,10 @@ impl Backend for CudaBackend {
 
     fn zeros(&self, shape: &[usize]) -> Result<CudaTensor> {
         self.zeros_tensor(shape)
+    }
+
+    fn empty(&self, shape: &[usize]) -> Result<CudaTensor> {
+        self.uninit_tensor(shape)
     }
 
     fn upload(&self, data: &[f32], shape: &[usize]) -> Result<CudaTensor> {
@@ -593,7 +614,7 @@ impl Backend for CudaBackend {
         out: &mut CudaTensor,
         out_view: MatView,
     ) -> Result<CudaTensor> {
-        self.monarch(monarch, false, x, x_view, beta, out, out_view)
+        self.monarch(monarch, false, x, x_view, None, beta, out, out_view)
     }
 
     fn monarch_apply_transposed(
@@ -605,7 +626,30 @@ impl Backend for CudaBackend {
         out: &mut CudaTensor,
         out_view: MatView,
     ) -> Result<CudaTensor> {
-        self.monarch(monarch, true, g, g_view, beta, out, out_view)
+        self.monarch(monarch, true, g, g_view, None, beta, out, out_view)
+    }
+
+    fn monarch_add_scaled(
+        &self,
+        monarch: &Monarch<Self>,
+        transposed: bool,
+        x: &CudaTensor,
+        x_view: MatView,
+        scaled: ScaledColumns<'_, Self>,
+        beta: f32,
+        out: &mut CudaTensor,
+        out_view: MatView,
+    ) -> Result<CudaTensor> {
+        self.monarch(
+            monarch,
+            transposed,
+            x,
+            x_view,
+            Some(scaled),
+            beta,
+            out,
+            out_view,
+        )
     }
 }
 

@@ -252,7 +252,7 @@ impl<B: Backend> DensePair<B> {
         let xv = MatView::full(t, d);
         let hv = MatView::full(t, n);
         let h = ops::matmul(backend, &self.x, xv, &self.w_up, MatView::full(n, d).t())?;
-        let mut a = backend.zeros(&[t, n])?;
+        let mut a = backend.empty(&[t, n])?;
         backend.unary(UnaryOp::Silu, &h, hv, &mut a, hv)?;
         let _out = ops::matmul(backend, &a, hv, &self.w_down, MatView::full(d, n).t())?;
         let gv = MatView::full(t, d);
@@ -264,9 +264,9 @@ impl<B: Backend> DensePair<B> {
             &self.w_down,
             MatView::full(d, n),
         )?;
-        let mut silu_grad = backend.zeros(&[t, n])?;
+        let mut silu_grad = backend.empty(&[t, n])?;
         backend.unary(UnaryOp::SiluGrad, &h, hv, &mut silu_grad, hv)?;
-        let mut grad_h = backend.zeros(&[t, n])?;
+        let mut grad_h = backend.empty(&[t, n])?;
         backend.binary(
             BinaryOp::Mul,
             &grad_a,
@@ -301,7 +301,7 @@ impl<B: Backend> ApexPair<B> {
         let (t, n) = (self.sizes.tokens, self.sizes.n);
         let hv = MatView::full(t, n);
         let (h, up_cache) = self.up.forward(backend, &self.mixer, &self.x)?;
-        let mut a = backend.zeros(&[t, n])?;
+        let mut a = backend.empty(&[t, n])?;
         backend.unary(UnaryOp::Silu, &h, hv, &mut a, hv)?;
         let (_out, down_cache) = self.down.forward(backend, &self.mixer, &a)?;
         let mut shared = MixerGrads::zeros(backend, &self.mixer)?;
@@ -314,9 +314,9 @@ impl<B: Backend> ApexPair<B> {
             true,
         )?;
         let grad_a = grad_a.expect("requested");
-        let mut silu_grad = backend.zeros(&[t, n])?;
+        let mut silu_grad = backend.empty(&[t, n])?;
         backend.unary(UnaryOp::SiluGrad, &h, hv, &mut silu_grad, hv)?;
-        let mut grad_h = backend.zeros(&[t, n])?;
+        let mut grad_h = backend.empty(&[t, n])?;
         backend.binary(
             BinaryOp::Mul,
             &grad_a,

@@ -1,7 +1,8 @@
 // The fused Monarch products (apex_core::Backend::{monarch_forward,
-// monarch_apply_transposed}): both block-diagonal stages and the stride
-// permutation between them in one kernel, the intermediate kept in shared
-// memory.
+// monarch_apply_transposed, monarch_add_scaled}): both block-diagonal stages
+// and the stride permutation between them in one kernel, the intermediate
+// kept in shared memory; optionally a column-scaled view is added in the
+// epilogue (APEX's "y ⊙ v + mix", which would otherwise be another pass).
 //
 // Shapes: rows of x (n × k, k = b·p) are the batch; W1, W2 are b blocks of
 // p×p (contiguous [b, p, p]). For one row (spec §4.1):
@@ -36,10 +37,13 @@ struct MonarchArgs {
     float* mid;             // n × k contiguous: the stage-1 result, natural order
     const float* w_first;   // forward: W1; transposed: W2
     const float* w_second;  // forward: W2; transposed: W1
+    const float* add;        // optional (null: none): n × k view `addv`, column c
+    const float* add_scale;  //   scaled by add_scale[c] and added to the result
     View inv;
     View outv;
+    View addv;
     i64 n;
-    float beta;  // out = result + beta·out; 0: out is not read
+    float beta;  // out = result [+ add ⊙ add_scale] + beta·out; 0: out is not read
     int nblocks;  // b
     int block;    // p
     int in_vec;   // 1: inv is contiguous and 16-byte aligned (float4 input loads)
@@ -203,7 +207,11 @@ __device__ __forceinline__ void monarch_fused(const MonarchArgs& args) {
 #pragma unroll
                 for (int r = 0; r < R; ++r) {
                     const i64 row = row0 + r;
-                    if (row < args.n) store_scaled(args.out, at(args.outv, row, col), acc[r][u], args.beta);
+                    if (row < args.n) {
+                        float value = acc[r][u];
+                        if (args.add) value += args.add[at(args.addv, row, col)] * args.add_scale[col];
+                        store_scaled(args.out, at(args.outv, row, col), value, args.beta);
+                    }
                 }
             }
         }

@@ -35,6 +35,22 @@ pub enum UnaryOp {
     Neg,
 }
 
+/// `y ⊙ s`: the columns of a view of `y` scaled by the vector `s` (column c
+/// by `s[c]`), an operand of [`Backend::monarch_add_scaled`].
+pub struct ScaledColumns<'a, B: Backend> {
+    pub y: &'a B::Tensor,
+    pub view: MatView,
+    pub scale: &'a B::Tensor,
+}
+
+impl<B: Backend> Clone for ScaledColumns<'_, B> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<B: Backend> Copy for ScaledColumns<'_, B> {}
+
 /// A compute device holding dense row-major tensors of one element type.
 ///
 /// Tensors are opaque handles (`Tensor`); the host only sees data through
@@ -54,6 +70,12 @@ pub trait Backend: Clone + Debug + Send + Sync + 'static {
 
     /// A zero-filled tensor of `shape`.
     fn zeros(&self, shape: &[usize]) -> Result<Self::Tensor>;
+    /// A tensor of `shape` whose contents are unspecified: for outputs the
+    /// caller writes completely before reading (a β = 0 product, a copy).
+    /// Default: [`Backend::zeros`]; a GPU backend skips the zero-fill pass.
+    fn empty(&self, shape: &[usize]) -> Result<Self::Tensor> {
+        self.zeros(shape)
+    }
     /// Copies `data` (row-major, `shape.iter().product()` elements) to the device.
     fn upload(&self, data: &[Self::Elem], shape: &[usize]) -> Result<Self::Tensor>;
     /// Copies a tensor back to the host, row-major.
@@ -187,5 +209,33 @@ pub trait Backend: Clone + Debug + Send + Sync + 'static {
         out_view: MatView,
     ) -> Result<Self::Tensor> {
         monarch.apply_transposed_composite(self, g, g_view, beta, out, out_view)
+    }
+
+    /// `out = y ⊙ s + op(x) + β·out`, op(x) = x·Mᵀ (`transposed` false) or
+    /// x·M, with `s` scaling the columns of `y`: the APEX step "scale one half,
+    /// add the Monarch mix of the other" in one pass (x, y, out: n×k views,
+    /// already shape-checked, `s` of length k; `y` and `out` are distinct
+    /// tensors). Returns what [`Backend::monarch_forward`] or
+    /// [`Backend::monarch_apply_transposed`] returns. Default: `scale_columns`,
+    /// then the Monarch product accumulated with β = 1.
+    #[allow(clippy::too_many_arguments)]
+    fn monarch_add_scaled(
+        &self,
+        monarch: &Monarch<Self>,
+        transposed: bool,
+        x: &Self::Tensor,
+        x_view: MatView,
+        scaled: ScaledColumns<'_, Self>,
+        beta: Self::Elem,
+        out: &mut Self::Tensor,
+        out_view: MatView,
+    ) -> Result<Self::Tensor> {
+        self.scale_columns(scaled.y, scaled.view, scaled.scale, 0, beta, out, out_view)?;
+        let one = <Self::Elem as crate::element::Element>::ONE;
+        if transposed {
+            self.monarch_apply_transposed(monarch, x, x_view, one, out, out_view)
+        } else {
+            self.monarch_forward(monarch, x, x_view, one, out, out_view)
+        }
     }
 }

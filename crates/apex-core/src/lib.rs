@@ -35,7 +35,7 @@ pub mod split_linear;
 pub mod transformer_checks;
 pub mod transformer_ops;
 
-pub use backend::{Backend, BinaryOp, UnaryOp};
+pub use backend::{Backend, BinaryOp, ScaledColumns, UnaryOp};
 pub use divisor::find_divisor;
 pub use element::Element;
 pub use error::{ApexError, Result};

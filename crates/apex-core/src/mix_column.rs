@@ -10,7 +10,7 @@
 //! out_E = Z_E,  out_F = X·W[t:]ᵀ + β[t:]
 //! ```
 
-use crate::backend::Backend;
+use crate::backend::{Backend, ScaledColumns};
 use crate::error::{ApexError, Result};
 use crate::layout::MatView;
 use crate::mixer::{Mixer, MixerGrads};
@@ -107,13 +107,29 @@ impl<B: Backend> MixColumn<B> {
         let (out_d, out_a) = (out_view.columns(0..k), out_view.columns(k..2 * k));
         let v = &mixer.mixer_vec;
         let c = &self.mixer_scale;
-        backend.scale_columns(&z, z_d, v, 0, zero::<B>(), &mut out, out_d)?;
-        backend.scale_columns(&z, z_a, c, 0, zero::<B>(), &mut out, out_a)?;
-        let target = if self.mix_channels { out_d } else { out_a };
-        let z_a_stage1 =
-            mixer
-                .monarch
-                .forward_into(backend, &z, z_a, one::<B>(), &mut out, target)?;
+        // The Monarch mix of Z_A lands on D (mixing channels) or on A, added
+        // to that half's own scaled Z in the same pass.
+        let (plain, mixed) = if self.mix_channels {
+            ((z_a, c, out_a), (z_d, v, out_d))
+        } else {
+            ((z_d, v, out_d), (z_a, c, out_a))
+        };
+        backend.scale_columns(&z, plain.0, plain.1, 0, zero::<B>(), &mut out, plain.2)?;
+        let scaled = ScaledColumns {
+            y: &z,
+            view: mixed.0,
+            scale: mixed.1,
+        };
+        let z_a_stage1 = mixer.monarch.add_scaled_into(
+            backend,
+            false,
+            &z,
+            z_a,
+            scaled,
+            zero::<B>(),
+            &mut out,
+            mixed.2,
+        )?;
         Ok((
             out,
             MixColumnCache {
@@ -155,12 +171,22 @@ impl<B: Backend> MixColumn<B> {
         let v = &mixer.mixer_vec;
 
         backend.column_dot(g, g_d, &cache.z, z_d, one::<B>(), &mut shared.mixer_vec, 0)?;
-        let mut grad_c = backend.zeros(&[k])?;
+        let mut grad_c = backend.empty(&[k])?;
         backend.column_dot(g, g_a, &cache.z, z_a, zero::<B>(), &mut grad_c, 0)?;
 
-        // ∂Z (T×t): starts as G[:, 0:t], then D and A are replaced.
-        let mut grad_z = ops::copy_view(backend, g, g_view.columns(0..t))?;
+        // ∂Z (T×t): G[:, 2k:t] for E; D and A below.
+        let mut grad_z = backend.empty(&[rows, t])?;
         let gz_view = MatView::full(rows, t);
+        if t > 2 * k {
+            backend.axpby(
+                one::<B>(),
+                g,
+                g_view.columns(2 * k..t),
+                zero::<B>(),
+                &mut grad_z,
+                gz_view.columns(2 * k..t),
+            )?;
+        }
         backend.scale_columns(
             g,
             g_d,
@@ -170,21 +196,19 @@ impl<B: Backend> MixColumn<B> {
             &mut grad_z,
             gz_view.columns(0..k),
         )?;
-        backend.scale_columns(
-            g,
-            g_a,
-            &self.mixer_scale,
-            0,
-            zero::<B>(),
-            &mut grad_z,
-            gz_view.columns(k..2 * k),
-        )?;
         let mixed_grad = if self.mix_channels { g_d } else { g_a };
-        let g_mid = mixer.monarch.apply_transposed_into(
+        let scaled_a = ScaledColumns {
+            y: g,
+            view: g_a,
+            scale: &self.mixer_scale,
+        };
+        let g_mid = mixer.monarch.add_scaled_into(
             backend,
+            true,
             g,
             mixed_grad,
-            one::<B>(),
+            scaled_a,
+            zero::<B>(),
             &mut grad_z,
             gz_view.columns(k..2 * k),
         )?;

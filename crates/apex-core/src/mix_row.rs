@@ -13,7 +13,7 @@
 //! ```
 //! which equals `X·Ŵᵀ + β` for the reference's materialised weight Ŵ.
 
-use crate::backend::Backend;
+use crate::backend::{Backend, ScaledColumns};
 use crate::error::{ApexError, Result};
 use crate::layout::MatView;
 use crate::mixer::{Mixer, MixerGrads};
@@ -109,8 +109,17 @@ impl<B: Backend> MixRow<B> {
         let t = self.linear.tuned_size();
         let (_, n_in) = self.linear.dims();
         let x_view = MatView::full(rows, n_in);
-        let mut x_mixed = ops::copy_view(backend, x, x_view.columns(0..t))?;
+        // X' = [X_D ⊙ v | X_A | X_E], then the Monarch mix is added to A.
+        let mut x_mixed = backend.empty(&[rows, t])?;
         let xm_view = MatView::full(rows, t);
+        backend.axpby(
+            one::<B>(),
+            x,
+            x_view.columns(k..t),
+            zero::<B>(),
+            &mut x_mixed,
+            xm_view.columns(k..t),
+        )?;
         backend.scale_columns(
             x,
             x_view.columns(0..k),
@@ -180,7 +189,8 @@ impl<B: Backend> MixRow<B> {
             0,
         )?;
 
-        let mut grad_x = backend.zeros(&[rows, n_in])?;
+        // ∂X[:, 0:t] = [P_D ⊙ v | P_A | P_E] plus P_A·Mᵀ on the mixed source.
+        let mut grad_x = backend.empty(&[rows, n_in])?;
         backend.axpby(
             one::<B>(),
             &p,
@@ -189,23 +199,41 @@ impl<B: Backend> MixRow<B> {
             &mut grad_x,
             x_view.columns(k..t),
         )?;
-        backend.scale_columns(
-            &p,
-            p_d,
-            &mixer.mixer_vec,
-            0,
-            zero::<B>(),
-            &mut grad_x,
-            x_view.columns(0..k),
-        )?;
-        let p_a_stage1 = mixer.monarch.forward_into(
-            backend,
-            &p,
-            p_a,
-            one::<B>(),
-            &mut grad_x,
-            self.mixed_source(x_view),
-        )?;
+        let p_a_stage1 = if self.mix_channels {
+            let scaled_d = ScaledColumns {
+                y: &p,
+                view: p_d,
+                scale: &mixer.mixer_vec,
+            };
+            mixer.monarch.add_scaled_into(
+                backend,
+                false,
+                &p,
+                p_a,
+                scaled_d,
+                zero::<B>(),
+                &mut grad_x,
+                x_view.columns(0..k),
+            )?
+        } else {
+            backend.scale_columns(
+                &p,
+                p_d,
+                &mixer.mixer_vec,
+                0,
+                zero::<B>(),
+                &mut grad_x,
+                x_view.columns(0..k),
+            )?;
+            mixer.monarch.forward_into(
+                backend,
+                &p,
+                p_a,
+                one::<B>(),
+                &mut grad_x,
+                x_view.columns(k..2 * k),
+            )?
+        };
         // The transposed apply X_src ↦ X_src·M with output gradient P_A has the
         // factor gradients of the forward with input P_A and gradient X_src.
         mixer.monarch.accumulate_grads(

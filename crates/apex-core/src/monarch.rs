@@ -15,7 +15,7 @@
 //! Rows are the batch: `forward` maps X (n×k) to X·Mᵀ, `apply_transposed` maps
 //! G (n×k) to G·M (the input-gradient chain of §5.1 and the `X_D M` of MixRow).
 
-use crate::backend::Backend;
+use crate::backend::{Backend, ScaledColumns};
 use crate::divisor::find_divisor;
 use crate::element::Element;
 use crate::error::{ApexError, Result};
@@ -225,7 +225,7 @@ impl<B: Backend> Monarch<B> {
     ) -> Result<B::Tensor> {
         let n = x_view.rows;
         let stage1_view = MatView::full(n, self.k);
-        let mut stage1 = backend.zeros(&[n, self.k])?;
+        let mut stage1 = backend.empty(&[n, self.k])?;
         backend.gemm(
             self.nblocks,
             one::<B>(),
@@ -269,6 +269,32 @@ impl<B: Backend> Monarch<B> {
         backend.monarch_apply_transposed(self, g, g_view, beta, out, out_view)
     }
 
+    /// `out = y ⊙ s + op(x) + β·out` with op(x) = x·Mᵀ (`transposed` false,
+    /// as [`Self::forward_into`]) or x·M (as [`Self::apply_transposed_into`]):
+    /// one Monarch product plus a column-scaled view, through the backend's
+    /// [`Backend::monarch_add_scaled`]. Returns the product's intermediate.
+    #[allow(clippy::too_many_arguments)]
+    pub fn add_scaled_into(
+        &self,
+        backend: &B,
+        transposed: bool,
+        x: &B::Tensor,
+        x_view: MatView,
+        scaled: ScaledColumns<'_, B>,
+        beta: B::Elem,
+        out: &mut B::Tensor,
+        out_view: MatView,
+    ) -> Result<B::Tensor> {
+        let op = "monarch.add_scaled";
+        self.check_rows(op, &x_view)?;
+        self.check_rows(op, &out_view)?;
+        if scaled.view.dims() != out_view.dims() || x_view.rows != out_view.rows {
+            return Err(ApexError::shape(op, &out_view.dims(), &scaled.view.dims()));
+        }
+        ops::expect_shape(backend, scaled.scale, &[self.k], op)?;
+        backend.monarch_add_scaled(self, transposed, x, x_view, scaled, beta, out, out_view)
+    }
+
     /// The composite transposed apply (two strided batched GEMMs).
     #[allow(clippy::too_many_arguments)]
     pub fn apply_transposed_composite(
@@ -282,7 +308,7 @@ impl<B: Backend> Monarch<B> {
     ) -> Result<B::Tensor> {
         let n = g_view.rows;
         let mid_view = MatView::full(n, self.k);
-        let mut mid = backend.zeros(&[n, self.k])?;
+        let mut mid = backend.empty(&[n, self.k])?;
         backend.gemm(
             self.nblocks,
             one::<B>(),
@@ -374,7 +400,7 @@ impl<B: Backend> Monarch<B> {
     /// Allocating forward: X·Mᵀ for X (n×k).
     pub fn forward(&self, backend: &B, x: &B::Tensor) -> Result<B::Tensor> {
         let view = ops::full(backend, x, "monarch.forward")?;
-        let mut out = backend.zeros(&[view.rows, view.cols])?;
+        let mut out = backend.empty(&[view.rows, view.cols])?;
         self.forward_into(backend, x, view, zero::<B>(), &mut out, view)?;
         Ok(out)
     }
@@ -388,9 +414,9 @@ impl<B: Backend> Monarch<B> {
     ) -> Result<(B::Tensor, MonarchGrads<B>)> {
         let view = ops::full(backend, x, "monarch.backward")?;
         let g_view = ops::full(backend, g, "monarch.backward")?;
-        let mut scratch = backend.zeros(&[view.rows, view.cols])?;
+        let mut scratch = backend.empty(&[view.rows, view.cols])?;
         let stage1 = self.forward_into(backend, x, view, zero::<B>(), &mut scratch, view)?;
-        let mut grad_x = backend.zeros(&[g_view.rows, g_view.cols])?;
+        let mut grad_x = backend.empty(&[g_view.rows, g_view.cols])?;
         let mid =
             self.apply_transposed_into(backend, g, g_view, zero::<B>(), &mut grad_x, g_view)?;
         let mut grads = MonarchGrads::zeros(backend, self)?;
@@ -420,7 +446,7 @@ impl<B: Backend> Monarch<B> {
             col_stride: 1,
         };
         backend.fill(&mut identity, diagonal, one::<B>())?;
-        let mut dense = backend.zeros(&[k, k])?;
+        let mut dense = backend.empty(&[k, k])?;
         let view = MatView::full(k, k);
         self.apply_transposed_into(backend, &identity, view, zero::<B>(), &mut dense, view)?;
         Ok(dense)

@@ -87,7 +87,7 @@ pub fn matmul<B: Backend>(
     b: &B::Tensor,
     b_view: MatView,
 ) -> Result<B::Tensor> {
-    let mut c = backend.zeros(&[a_view.rows, b_view.cols])?;
+    let mut c = backend.empty(&[a_view.rows, b_view.cols])?;
     let c_view = MatView::full(a_view.rows, b_view.cols);
     gemm_into(
         backend,
@@ -105,7 +105,7 @@ pub fn matmul<B: Backend>(
 
 /// A new contiguous tensor holding the elements of `view`.
 pub fn copy_view<B: Backend>(backend: &B, x: &B::Tensor, view: MatView) -> Result<B::Tensor> {
-    let mut y = backend.zeros(&[view.rows, view.cols])?;
+    let mut y = backend.empty(&[view.rows, view.cols])?;
     backend.axpby(
         one::<B>(),
         x,

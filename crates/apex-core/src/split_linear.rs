@@ -151,7 +151,7 @@ impl<B: Backend> SplitLinear<B> {
         x_frozen: (&B::Tensor, MatView),
     ) -> Result<B::Tensor> {
         let rows = x_tuned.1.rows;
-        let mut out = backend.zeros(&[rows, self.n_out])?;
+        let mut out = backend.empty(&[rows, self.n_out])?;
         let out_view = MatView::full(rows, self.n_out);
         match self.axis {
             SplitAxis::Rows => {
@@ -231,7 +231,7 @@ impl<B: Backend> SplitLinear<B> {
         x_tuned: (&B::Tensor, MatView),
     ) -> Result<B::Tensor> {
         let view = self.tuned_view();
-        let mut grad = backend.zeros(&[view.rows, view.cols])?;
+        let mut grad = backend.empty(&[view.rows, view.cols])?;
         let g_side = match self.axis {
             SplitAxis::Rows => g.1.columns(0..self.t),
             SplitAxis::Columns => g.1,
@@ -261,7 +261,7 @@ impl<B: Backend> SplitLinear<B> {
     ) -> Result<B::Tensor> {
         debug_assert_eq!(self.axis, SplitAxis::Rows);
         let rows = g_tuned.1.rows;
-        let mut grad = backend.zeros(&[rows, self.n_in])?;
+        let mut grad = backend.empty(&[rows, self.n_in])?;
         let view = MatView::full(rows, self.n_in);
         gemm_into(
             backend,
@@ -319,7 +319,7 @@ impl<B: Backend> SplitLinear<B> {
 
     /// The dense weight W0 + S (n_out×n_in), reassembled.
     pub fn dense_weight(&self, backend: &B) -> Result<B::Tensor> {
-        let mut weight = backend.zeros(&[self.n_out, self.n_in])?;
+        let mut weight = backend.empty(&[self.n_out, self.n_in])?;
         let full = MatView::full(self.n_out, self.n_in);
         let (tuned_dst, frozen_dst) = match self.axis {
             SplitAxis::Rows => (full.rows(0..self.t), full.rows(self.t..self.n_out)),

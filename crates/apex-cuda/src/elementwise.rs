@@ -56,9 +56,7 @@ pub(crate) fn run(
         value: scalars.value,
         op: op as i32,
     };
-    backend
-        .device()
-        .launch(ELEMENTWISE, launch_2d(yv.rows, yv.cols), &args)
+    backend.launch(ELEMENTWISE, launch_2d(yv.rows, yv.cols), &args)
 }
 
 /// A 256-thread block shaped to the columns (x) and rows (y) of a 2-D

@@ -42,8 +42,6 @@ pub(crate) fn gather(
         by_columns: i32::from(by_columns),
         pad: 0,
     };
-    backend
-        .device()
-        .launch(GATHER, launch_2d(shape[0], shape[1]), &args)?;
+    backend.launch(GATHER, launch_2d(shape[0], shape[1]), &args)?;
     Ok(out)
 }

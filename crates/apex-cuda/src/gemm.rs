@@ -42,6 +42,7 @@ pub(crate) fn gemm(
     if let (GemmPath::Auto, Device::Driver(driver)) = (backend.options().gemm, backend.device()) {
         if let Some(plan) = CublasPlan::new(&p) {
             if driver.blas.is_some() {
+                backend.count_cublas();
                 return plan.run(driver, &p, addrs, backend.options().tf32);
             }
         }
@@ -317,7 +318,7 @@ fn kernel(backend: &CudaBackend, p: &Problem, addrs: [u64; 3]) -> Result<()> {
             block: (256, 1, 1),
             shared_bytes: 0,
         };
-        backend.device().launch(plan.kernel, launch, &args)?;
+        backend.launch(plan.kernel, launch, &args)?;
     }
     if plan.splits > 1 {
         let total = p.batch * p.m * p.n;
@@ -326,7 +327,7 @@ fn kernel(backend: &CudaBackend, p: &Problem, addrs: [u64; 3]) -> Result<()> {
             block: (256, 1, 1),
             shared_bytes: 0,
         };
-        backend.device().launch(GEMM_SPLITK_REDUCE, launch, &args)?;
+        backend.launch(GEMM_SPLITK_REDUCE, launch, &args)?;
     }
     Ok(())
 }

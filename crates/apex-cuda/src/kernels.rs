@@ -399,8 +399,12 @@ pub(crate) struct MonarchArgs {
     pub mid: u64,
     pub w_first: u64,
     pub w_second: u64,
+    /// Optional addend (0: none) and its column scales.
+    pub add: u64,
+    pub add_scale: u64,
     pub inv: DevView,
     pub outv: DevView,
+    pub addv: DevView,
     pub n: i64,
     pub beta: f32,
     pub nblocks: i32,
@@ -541,7 +545,7 @@ mod tests {
         assert_eq!(std::mem::size_of::<ColumnDotArgs>(), 3 * 8 + 2 * 40 + 8 + 8);
         assert_eq!(std::mem::size_of::<GatherArgs>(), 3 * 8 + 3 * 8 + 8);
         assert_eq!(std::mem::size_of::<GemmArgs>(), 4 * 8 + 3 * 40 + 9 * 8 + 24);
-        assert_eq!(std::mem::size_of::<MonarchArgs>(), 5 * 8 + 2 * 40 + 8 + 16);
+        assert_eq!(std::mem::size_of::<MonarchArgs>(), 7 * 8 + 3 * 40 + 8 + 16);
         assert_eq!(std::mem::size_of::<RmsNormArgs>(), 6 * 8 + 2 * 8 + 8);
         assert_eq!(std::mem::size_of::<RopeArgs>(), 2 * 8 + 4 * 8);
         assert_eq!(std::mem::size_of::<SoftmaxArgs>(), 2 * 8 + 2 * 8 + 8);

@@ -44,6 +44,7 @@
 //! as C++ against a small emulation of the CUDA built-ins): slow, but it is
 //! how CI checks the kernels without a GPU.
 
+mod counters;
 mod device;
 mod driver;
 mod elementwise;
@@ -56,12 +57,16 @@ mod reduce;
 mod tensor;
 mod transformer;
 
+pub use counters::Counters;
 pub use device::DeviceInfo;
 pub use tensor::CudaTensor;
 
 use apex_core::layout::{check_gemm, check_indices, check_same_dims, numel};
-use apex_core::{ApexError, Backend, BatchView, BinaryOp, MatView, Monarch, Result, UnaryOp};
-use device::{backend_error, Device};
+use apex_core::{
+    ApexError, Backend, BatchView, BinaryOp, MatView, Monarch, Result, ScaledColumns, UnaryOp,
+};
+use counters::CounterCell;
+use device::{backend_error, Device, Launch};
 use elementwise::Scalars;
 use kernels::ElementwiseOp;
 use std::fmt;
@@ -109,6 +114,7 @@ impl Default for CudaOptions {
 pub struct CudaBackend {
     device: Arc<Device>,
     options: CudaOptions,
+    counters: Arc<CounterCell>,
 }
 
 impl fmt::Debug for CudaBackend {
@@ -132,6 +138,7 @@ impl CudaBackend {
         Ok(CudaBackend {
             device: driver::open(ordinal).map_err(backend_error)?,
             options: CudaOptions::default(),
+            counters: Arc::default(),
         })
     }
 
@@ -141,6 +148,7 @@ impl CudaBackend {
         Ok(CudaBackend {
             device: emulator::open().map_err(backend_error)?,
             options: CudaOptions::default(),
+            counters: Arc::default(),
         })
     }
 
@@ -151,10 +159,12 @@ impl CudaBackend {
     }
 
     /// The same device with other options (tensors are interchangeable).
+    /// The result shares this backend's [`Counters`].
     pub fn with_options(&self, options: CudaOptions) -> Self {
         CudaBackend {
             device: Arc::clone(&self.device),
             options,
+            counters: Arc::clone(&self.counters),
         }
     }
 
@@ -172,8 +182,48 @@ impl CudaBackend {
         self.device.synchronize()
     }
 
+    /// The device work this backend (and its clones) issued since it was
+    /// created or last [reset](Self::reset_counters): kernel launches by name,
+    /// cuBLAS calls, allocations, zero-fills, transfers. Backends opened
+    /// separately count separately even on one device. Counting costs one
+    /// uncontended lock per event, next to microseconds per launch.
+    pub fn counters(&self) -> Counters {
+        self.counters.snapshot()
+    }
+
+    /// Sets every count of [`Self::counters`] to zero.
+    pub fn reset_counters(&self) {
+        self.counters.reset();
+    }
+
     pub(crate) fn device(&self) -> &Device {
         &self.device
+    }
+
+    /// Queues kernel `name` (an empty grid launches nothing and counts nothing).
+    pub(crate) fn launch<A: kernels::KernelArgs>(
+        &self,
+        name: &'static str,
+        launch: Launch,
+        args: &A,
+    ) -> Result<()> {
+        if launch.grid.0 == 0 || launch.grid.1 == 0 || launch.grid.2 == 0 {
+            return Ok(());
+        }
+        self.counters.launch(name);
+        self.device.launch(name, launch, args)
+    }
+
+    /// Counts a cuBLAS call about to be made.
+    pub(crate) fn count_cublas(&self) {
+        self.counters.cublas();
+    }
+
+    /// Copies `tensor` back to the host.
+    pub(crate) fn download_tensor(&self, tensor: &CudaTensor) -> Result<Vec<f32>> {
+        self.read(tensor)?;
+        self.counters.download(tensor.len());
+        self.device.download(&tensor.buffer)
     }
 
     /// The device address of a tensor this backend may read.
@@ -191,6 +241,9 @@ impl CudaBackend {
     pub(crate) fn write(&self, tensor: &mut CudaTensor) -> Result<u64> {
         self.read(tensor)?;
         if Arc::get_mut(&mut tensor.buffer).is_none() {
+            let len = tensor.buffer.len();
+            self.counters.allocation(len, false);
+            self.counters.device_copy(len);
             tensor.buffer = Arc::new(self.device.duplicate(&tensor.buffer)?);
         }
         Ok(tensor.buffer.addr())
@@ -205,11 +258,13 @@ impl CudaBackend {
     }
 
     pub(crate) fn zeros_tensor(&self, shape: &[usize]) -> Result<CudaTensor> {
+        self.counters.allocation(numel(shape), true);
         Ok(self.tensor(self.device.zeros(numel(shape))?, shape))
     }
 
     /// A tensor whose every element a kernel is about to write.
     pub(crate) fn uninit_tensor(&self, shape: &[usize]) -> Result<CudaTensor> {
+        self.counters.allocation(numel(shape), false);
         Ok(self.tensor(self.device.uninit(numel(shape))?, shape))
     }
 
@@ -221,6 +276,8 @@ impl CudaBackend {
                 got: vec![data.len()],
             });
         }
+        self.counters.allocation(data.len(), false);
+        self.counters.upload(data.len());
         Ok(self.tensor(self.device.upload(data)?, shape))
     }
 
@@ -231,6 +288,7 @@ impl CudaBackend {
         }
     }
 
+    /// The fused Monarch kernel when the map fits it, else the composite.
     #[allow(clippy::too_many_arguments)]
     fn monarch(
         &self,
@@ -238,6 +296,7 @@ impl CudaBackend {
         transposed: bool,
         x: &CudaTensor,
         x_view: MatView,
+        add: Option<ScaledColumns<'_, Self>>,
         beta: f32,
         out: &mut CudaTensor,
         out_view: MatView,
@@ -249,12 +308,25 @@ impl CudaBackend {
         };
         check_same_dims(op, &[(&x_view, x.len()), (&out_view, out.len())])?;
         check_writable(op, &out_view)?;
+        if let Some(a) = add {
+            check_same_dims(op, &[(&a.view, a.y.len()), (&out_view, out.len())])?;
+            MatView::row_vector(out_view.cols).check_fits(op, a.scale.len())?;
+        }
         if self.options.fused_monarch {
-            let fused = monarch::fused(self, monarch, transposed, x, x_view, beta, out, out_view)?;
+            let fused = monarch::fused(
+                self, monarch, transposed, x, x_view, add, beta, out, out_view,
+            )?;
             if let Some(mid) = fused {
                 return Ok(mid);
             }
         }
+        let beta = match add {
+            Some(a) => {
+                self.scale_columns(a.y, a.view, a.scale, 0, beta, out, out_view)?;
+                1.0
+            }
+            None => beta,
+        };
         if transposed {
             monarch.apply_transposed_composite(self, x, x_view, beta, out, out_view)
         } else {
@@ -304,13 +376,16 @@ impl Backend for CudaBackend {
         self.zeros_tensor(shape)
     }
 
+    fn empty(&self, shape: &[usize]) -> Result<CudaTensor> {
+        self.uninit_tensor(shape)
+    }
+
     fn upload(&self, data: &[f32], shape: &[usize]) -> Result<CudaTensor> {
         self.upload_tensor(data, shape)
     }
 
     fn download(&self, tensor: &CudaTensor) -> Result<Vec<f32>> {
-        self.read(tensor)?;
-        self.device.download(&tensor.buffer)
+        self.download_tensor(tensor)
     }
 
     fn shape<'t>(&self, tensor: &'t CudaTensor) -> &'t [usize] {
@@ -539,7 +614,7 @@ impl Backend for CudaBackend {
         out: &mut CudaTensor,
         out_view: MatView,
     ) -> Result<CudaTensor> {
-        self.monarch(monarch, false, x, x_view, beta, out, out_view)
+        self.monarch(monarch, false, x, x_view, None, beta, out, out_view)
     }
 
     fn monarch_apply_transposed(
@@ -551,7 +626,30 @@ impl Backend for CudaBackend {
         out: &mut CudaTensor,
         out_view: MatView,
     ) -> Result<CudaTensor> {
-        self.monarch(monarch, true, g, g_view, beta, out, out_view)
+        self.monarch(monarch, true, g, g_view, None, beta, out, out_view)
+    }
+
+    fn monarch_add_scaled(
+        &self,
+        monarch: &Monarch<Self>,
+        transposed: bool,
+        x: &CudaTensor,
+        x_view: MatView,
+        scaled: ScaledColumns<'_, Self>,
+        beta: f32,
+        out: &mut CudaTensor,
+        out_view: MatView,
+    ) -> Result<CudaTensor> {
+        self.monarch(
+            monarch,
+            transposed,
+            x,
+            x_view,
+            Some(scaled),
+            beta,
+            out,
+            out_view,
+        )
     }
 }
 

@@ -5,7 +5,7 @@
 use crate::device::Launch;
 use crate::kernels::{monarch_kernel, DevView, MonarchArgs, MONARCH_ROWS};
 use crate::{CudaBackend, CudaTensor};
-use apex_core::{MatView, Monarch, Result};
+use apex_core::{MatView, Monarch, Result, ScaledColumns};
 
 /// Rows per CTA and threads per CTA for a map of `nblocks` blocks of size
 /// `block` applied to `n` rows, or `None` when one CTA's rows of the
@@ -55,9 +55,9 @@ impl FusedPlan {
     }
 }
 
-/// `out = x·Mᵀ + β·out` (forward) or `out = x·M + β·out` (transposed), in one
-/// kernel; returns the stage-1 intermediate (n×k), or `None` when the map is
-/// too large for the fused kernel.
+/// `out = x·Mᵀ [+ y ⊙ s] + β·out` (forward) or `out = x·M [+ y ⊙ s] + β·out`
+/// (transposed), in one kernel; returns the stage-1 intermediate (n×k), or
+/// `None` when the map is too large for the fused kernel.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn fused(
     backend: &CudaBackend,
@@ -65,6 +65,7 @@ pub(crate) fn fused(
     transposed: bool,
     x: &CudaTensor,
     x_view: MatView,
+    add: Option<ScaledColumns<'_, CudaBackend>>,
     beta: f32,
     out: &mut CudaTensor,
     out_view: MatView,
@@ -96,14 +97,21 @@ pub(crate) fn fused(
         (&monarch.blkdiag1, &monarch.blkdiag2)
     };
     let vec = block % 4 == 0;
+    let (add_addr, add_scale, addv) = match add {
+        Some(a) => (backend.read(a.y)?, backend.read(a.scale)?, a.view),
+        None => (0, 0, MatView::full(0, 0)),
+    };
     let args = MonarchArgs {
         input: backend.read(x)?,
         out: backend.write(out)?,
         mid: backend.write(&mut mid)?,
         w_first: backend.read(first)?,
         w_second: backend.read(second)?,
+        add: add_addr,
+        add_scale,
         inv: DevView::from(x_view),
         outv: DevView::from(out_view),
+        addv: DevView::from(addv),
         n: n as i64,
         beta,
         nblocks: nblocks as i32,
@@ -117,9 +125,7 @@ pub(crate) fn fused(
         block: (plan.threads as u32, 1, 1),
         shared_bytes: (plan.rows * k * 4) as u32,
     };
-    backend
-        .device()
-        .launch(monarch_kernel(transposed, plan.rows, vec), launch, &args)?;
+    backend.launch(monarch_kernel(transposed, plan.rows, vec), launch, &args)?;
     Ok(Some(mid))
 }
 

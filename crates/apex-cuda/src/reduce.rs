@@ -39,5 +39,5 @@ pub(crate) fn column_dot(
         block: (32, LANES, 1),
         shared_bytes: 0,
     };
-    backend.device().launch(COLUMN_DOT, launch, &args)
+    backend.launch(COLUMN_DOT, launch, &args)
 }

@@ -62,8 +62,7 @@ impl TransformerOps for CudaBackend {
             eps,
         };
         if rows > 0 {
-            self.device()
-                .launch(RMS_NORM_FORWARD, per_row(rows, 256), &args)?;
+            self.launch(RMS_NORM_FORWARD, per_row(rows, 256), &args)?;
         }
         Ok((y, inv))
     }
@@ -96,8 +95,7 @@ impl TransformerOps for CudaBackend {
             eps: 0.0,
         };
         if rows > 0 {
-            self.device()
-                .launch(RMS_NORM_BACKWARD, per_row(rows, 256), &args)?;
+            self.launch(RMS_NORM_BACKWARD, per_row(rows, 256), &args)?;
         }
         if let Some(gw) = grad_weight {
             args.inv_out = self.write(gw)?;
@@ -107,7 +105,7 @@ impl TransformerOps for CudaBackend {
                 shared_bytes: 0,
             };
             if d > 0 {
-                self.device().launch(RMS_NORM_WEIGHT_GRAD, launch, &args)?;
+                self.launch(RMS_NORM_WEIGHT_GRAD, launch, &args)?;
             }
         }
         Ok(grad_x)
@@ -144,7 +142,7 @@ impl TransformerOps for CudaBackend {
             seq_len: seq_len as i64,
         };
         if rows * width > 0 {
-            self.device().launch(ROPE, flat(rows * width / 2), &args)?;
+            self.launch(ROPE, flat(rows * width / 2), &args)?;
         }
         Ok(())
     }
@@ -162,8 +160,7 @@ impl TransformerOps for CudaBackend {
             scale: scale as f32,
             pad: 0,
         };
-        self.device()
-            .launch(CAUSAL_SOFTMAX, per_row(n * s, 256), &args)
+        self.launch(CAUSAL_SOFTMAX, per_row(n * s, 256), &args)
     }
 
     fn softmax_backward(
@@ -184,8 +181,7 @@ impl TransformerOps for CudaBackend {
             scale: scale as f32,
             pad: 0,
         };
-        self.device()
-            .launch(SOFTMAX_BACKWARD, per_row(n * s, 256), &args)
+        self.launch(SOFTMAX_BACKWARD, per_row(n * s, 256), &args)
     }
 
     fn cross_entropy(
@@ -218,10 +214,9 @@ impl TransformerOps for CudaBackend {
             vocab: vocab as i64,
             grad_scale: grad_scale.unwrap_or(0.0),
         };
-        self.device()
-            .launch(CROSS_ENTROPY, per_row(rows, 256), &args)?;
+        self.launch(CROSS_ENTROPY, per_row(rows, 256), &args)?;
         // Per-row losses are doubles: pairs of f32 words, low word first.
-        let words = self.device().download(&losses.buffer)?;
+        let words = self.download_tensor(&losses)?;
         let total = words
             .chunks_exact(2)
             .map(|w| f64::from_bits(u64::from(w[0].to_bits()) | u64::from(w[1].to_bits()) << 32))
@@ -269,8 +264,7 @@ impl TransformerOps for CudaBackend {
             unique: targets.len() as i64,
             d: d as i64,
         };
-        self.device()
-            .launch(SCATTER_ADD_ROWS, launch_2d(targets.len(), d), &args)
+        self.launch(SCATTER_ADD_ROWS, launch_2d(targets.len(), d), &args)
     }
 
     fn adamw_step(
@@ -303,6 +297,6 @@ impl TransformerOps for CudaBackend {
         if param.is_empty() {
             return Ok(());
         }
-        self.device().launch(ADAMW_STEP, flat(param.len()), &args)
+        self.launch(ADAMW_STEP, flat(param.len()), &args)
     }
 }

@@ -3,7 +3,7 @@
 //! absent device's trials are ignored with the reason printed, never passed.
 //! Numerical conformance lives in apex-conformance (primitives, vectors, ops).
 
-use apex_core::{ops, ApexError, Backend, MatView, Monarch, MonarchInit};
+use apex_core::{ops, ApexError, Backend, MatView, Monarch, MonarchInit, ScaledColumns};
 use apex_cuda::{CudaBackend, CudaOptions, GemmPath};
 use libtest_mimic::{Arguments, Trial};
 
@@ -19,6 +19,11 @@ const BODIES: &[Body] = &[
         fused_and_composite_monarch_agree,
     ),
     ("empty_tensors_round_trip", empty_tensors_round_trip),
+    (
+        "fused_and_composite_monarch_add_scaled_agree",
+        fused_and_composite_monarch_add_scaled_agree,
+    ),
+    ("counters_count_device_work", counters_count_device_work),
 ];
 
 fn copies_on_write(gpu: &CudaBackend) {
@@ -116,6 +121,99 @@ fn fused_and_composite_monarch_agree(gpu: &CudaBackend) {
     for (x, y) in fused.iter().zip(&reference) {
         assert!((x - y).abs() <= 1e-5 * scale, "{x} vs {y}");
     }
+}
+
+/// `out = y ⊙ s + op(x) + β·out` in one fused launch equals the composite
+/// (scale_columns, then the two-GEMM product), both directions, with strided
+/// views and β ≠ 0.
+fn fused_and_composite_monarch_add_scaled_agree(gpu: &CudaBackend) {
+    let composite = gpu.with_options(CudaOptions {
+        fused_monarch: false,
+        ..gpu.options()
+    });
+    let (n, k) = (37, 48);
+    let monarch = Monarch::new(gpu, k, MonarchInit::Noise, false, 3).unwrap();
+    let values = |len: usize, seed: usize| -> Vec<f32> {
+        (0..len)
+            .map(|i| (((i * 7 + seed) % 13) as f32) / 4.0 - 1.5)
+            .collect()
+    };
+    // x and y are column windows of wider tensors; out a window too.
+    let wide = gpu.upload(&values(n * 2 * k, 1), &[n, 2 * k]).unwrap();
+    let s = gpu.upload(&values(k, 2), &[k]).unwrap();
+    let start = gpu.upload(&values(n * 3 * k, 3), &[n, 3 * k]).unwrap();
+    let (wv, ov) = (MatView::full(n, 2 * k), MatView::full(n, 3 * k));
+    let (x_view, y_view, out_view) = (wv.columns(k..2 * k), wv.columns(0..k), ov.columns(k..2 * k));
+    for transposed in [false, true] {
+        let scaled = ScaledColumns {
+            y: &wide,
+            view: y_view,
+            scale: &s,
+        };
+        let run = |backend: &CudaBackend| {
+            let mut out = start.clone();
+            let mid = monarch
+                .add_scaled_into(
+                    backend, transposed, &wide, x_view, scaled, 0.5, &mut out, out_view,
+                )
+                .unwrap();
+            (
+                backend.download(&out).unwrap(),
+                backend.download(&mid).unwrap(),
+            )
+        };
+        let (fused, reference) = (run(gpu), run(&composite));
+        for (got, want) in [(&fused.0, &reference.0), (&fused.1, &reference.1)] {
+            let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
+            for (a, b) in got.iter().zip(want) {
+                assert!(
+                    (a - b).abs() <= 1e-5 * scale,
+                    "{a} vs {b} (transposed {transposed})"
+                );
+            }
+        }
+    }
+}
+
+/// A backend of the same kind as `gpu` with its own counters (the trials
+/// share `gpu` across threads).
+fn fresh(gpu: &CudaBackend) -> CudaBackend {
+    if gpu.name().contains("emulated") {
+        CudaBackend::emulated().unwrap()
+    } else {
+        CudaBackend::new().unwrap()
+    }
+}
+
+fn counters_count_device_work(gpu: &CudaBackend) {
+    let gpu = fresh(gpu);
+    let a = gpu.upload(&[1.0, 2.0, 3.0, 4.0], &[2, 2]).unwrap();
+    let mut z = gpu.zeros(&[3]).unwrap();
+    let c = gpu.counters();
+    assert_eq!((c.uploads, c.upload_bytes), (1, 16));
+    assert_eq!((c.allocations, c.allocated_bytes), (2, 28));
+    assert_eq!((c.zero_fills, c.zero_filled_bytes), (1, 12));
+    gpu.reset_counters();
+    assert_eq!(gpu.counters(), apex_cuda::Counters::default());
+
+    let v = MatView::full(2, 2);
+    let product = ops::matmul(&gpu, &a, v, &a, v).unwrap();
+    let c = gpu.counters();
+    // One product into an uninitialised output: no memset.
+    assert_eq!(c.kernel_launches() + c.cublas_calls, 1, "{c:?}");
+    assert_eq!((c.allocations, c.zero_fills), (1, 0));
+
+    gpu.reset_counters();
+    let shared = z.clone();
+    gpu.fill(&mut z, MatView::full(1, 3), 2.0).unwrap();
+    gpu.download(&product).unwrap();
+    let c = gpu.counters();
+    // Writing a shared buffer copies it first (copy-on-write).
+    assert_eq!((c.device_copies, c.device_copy_bytes), (1, 12));
+    assert_eq!(c.launches_of("elementwise"), 1);
+    assert_eq!((c.downloads, c.download_bytes), (1, 16));
+    assert_eq!(c.device_calls(), 2);
+    drop(shared);
 }
 
 fn empty_tensors_round_trip(gpu: &CudaBackend) {

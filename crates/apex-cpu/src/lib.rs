@@ -70,6 +70,24 @@ impl CpuElement for f64 {}
 #[cfg(feature = "openblas")]
 const BLAS_MIN_FLOPS: usize = 32 * 32 * 32;
 
+/// Elementwise maps at least this large run on rayon's threads (below it the
+/// hand-off costs more than the work).
+const PARALLEL_ELEMENTS: usize = 1 << 15;
+
+/// `y = f(x)` elementwise over two equal-shaped views.
+fn map_elements<E: Element>(
+    ys: &mut ArrayViewMut2<'_, E>,
+    xs: &ArrayView2<'_, E>,
+    f: impl Fn(E) -> E + Sync + Send,
+) {
+    let zip = Zip::from(ys).and(xs);
+    if xs.len() >= PARALLEL_ELEMENTS {
+        zip.par_for_each(|y, &a| *y = f(a));
+    } else {
+        zip.for_each(|y, &a| *y = f(a));
+    }
+}
+
 fn read_view<'a, E>(data: &'a [E], view: &MatView) -> ArrayView2<'a, E> {
     // Bounds were checked by the caller; an empty view needs no data.
     if view.rows == 0 || view.cols == 0 {
@@ -371,18 +389,18 @@ impl<E: CpuElement> Backend for CpuBackend<E> {
         let xs = read_view(x.data(), &x_view);
         let mut ys = write_view(y.data_mut(), &y_view, "unary")?;
         let one = E::ONE;
-        let f = move |a: E| match op {
-            UnaryOp::Silu => a / (one + (-a).exp()),
-            UnaryOp::SiluGrad => {
+        // One monomorphised loop per op (no per-element dispatch).
+        match op {
+            UnaryOp::Silu => map_elements(&mut ys, &xs, move |a| a / (one + (-a).exp())),
+            UnaryOp::SiluGrad => map_elements(&mut ys, &xs, move |a| {
                 let s = one / (one + (-a).exp());
                 s * (one + a * (one - s))
-            }
-            UnaryOp::Sqrt => a.sqrt(),
-            UnaryOp::Square => a * a,
-            UnaryOp::Exp => a.exp(),
-            UnaryOp::Neg => -a,
-        };
-        Zip::from(&mut ys).and(&xs).for_each(|y, &a| *y = f(a));
+            }),
+            UnaryOp::Sqrt => map_elements(&mut ys, &xs, |a| a.sqrt()),
+            UnaryOp::Square => map_elements(&mut ys, &xs, |a| a * a),
+            UnaryOp::Exp => map_elements(&mut ys, &xs, |a| a.exp()),
+            UnaryOp::Neg => map_elements(&mut ys, &xs, |a| -a),
+        }
         Ok(())
     }
 

@@ -74,18 +74,42 @@ const BLAS_MIN_FLOPS: usize = 32 * 32 * 32;
 /// hand-off costs more than the work).
 const PARALLEL_ELEMENTS: usize = 1 << 15;
 
+/// `f(&mut y, x)` elementwise over two equal-shaped views.
+fn for_each2<E: Element>(
+    ys: &mut ArrayViewMut2<'_, E>,
+    xs: &ArrayView2<'_, E>,
+    f: impl Fn(&mut E, E) + Sync + Send,
+) {
+    let zip = Zip::from(ys).and(xs);
+    if xs.len() >= PARALLEL_ELEMENTS {
+        zip.par_for_each(|y, &a| f(y, a));
+    } else {
+        zip.for_each(|y, &a| f(y, a));
+    }
+}
+
+/// `f(&mut y, x, z)` elementwise over three equal-shaped views.
+fn for_each3<E: Element>(
+    ys: &mut ArrayViewMut2<'_, E>,
+    xs: &ArrayView2<'_, E>,
+    zs: &ArrayView2<'_, E>,
+    f: impl Fn(&mut E, E, E) + Sync + Send,
+) {
+    let zip = Zip::from(ys).and(xs).and(zs);
+    if xs.len() >= PARALLEL_ELEMENTS {
+        zip.par_for_each(|y, &a, &b| f(y, a, b));
+    } else {
+        zip.for_each(|y, &a, &b| f(y, a, b));
+    }
+}
+
 /// `y = f(x)` elementwise over two equal-shaped views.
 fn map_elements<E: Element>(
     ys: &mut ArrayViewMut2<'_, E>,
     xs: &ArrayView2<'_, E>,
     f: impl Fn(E) -> E + Sync + Send,
 ) {
-    let zip = Zip::from(ys).and(xs);
-    if xs.len() >= PARALLEL_ELEMENTS {
-        zip.par_for_each(|y, &a| *y = f(a));
-    } else {
-        zip.for_each(|y, &a| *y = f(a));
-    }
+    for_each2(ys, xs, |y, a| *y = f(a));
 }
 
 fn read_view<'a, E>(data: &'a [E], view: &MatView) -> ArrayView2<'a, E> {
@@ -262,11 +286,9 @@ impl<E: CpuElement> Backend for CpuBackend<E> {
         let xs = read_view(x.data(), &x_view);
         let mut ys = write_view(y.data_mut(), &y_view, "axpby")?;
         if beta == E::ZERO {
-            Zip::from(&mut ys).and(&xs).for_each(|y, &x| *y = alpha * x);
+            for_each2(&mut ys, &xs, |y, x| *y = alpha * x);
         } else {
-            Zip::from(&mut ys)
-                .and(&xs)
-                .for_each(|y, &x| *y = alpha * x + beta * *y);
+            for_each2(&mut ys, &xs, |y, x| *y = alpha * x + beta * *y);
         }
         Ok(())
     }
@@ -289,22 +311,25 @@ impl<E: CpuElement> Backend for CpuBackend<E> {
         let xs = read_view(x.data(), &x_view);
         let zs = read_view(z.data(), &z_view);
         let mut ys = write_view(y.data_mut(), &y_view, "binary")?;
-        let f = move |a: E, b: E| match op {
-            BinaryOp::Add => a + b,
-            BinaryOp::Sub => a - b,
-            BinaryOp::Mul => a * b,
-            BinaryOp::Div => a / b,
-        };
-        if beta == E::ZERO {
-            Zip::from(&mut ys)
-                .and(&xs)
-                .and(&zs)
-                .for_each(|y, &a, &b| *y = f(a, b));
-        } else {
-            Zip::from(&mut ys)
-                .and(&xs)
-                .and(&zs)
-                .for_each(|y, &a, &b| *y = f(a, b) + beta * *y);
+        // One monomorphised loop per op and β case (no per-element dispatch).
+        fn run<E: Element>(
+            ys: &mut ArrayViewMut2<'_, E>,
+            xs: &ArrayView2<'_, E>,
+            zs: &ArrayView2<'_, E>,
+            beta: E,
+            f: impl Fn(E, E) -> E + Sync + Send,
+        ) {
+            if beta == E::ZERO {
+                for_each3(ys, xs, zs, |y, a, b| *y = f(a, b));
+            } else {
+                for_each3(ys, xs, zs, |y, a, b| *y = f(a, b) + beta * *y);
+            }
+        }
+        match op {
+            BinaryOp::Add => run(&mut ys, &xs, &zs, beta, |a, b| a + b),
+            BinaryOp::Sub => run(&mut ys, &xs, &zs, beta, |a, b| a - b),
+            BinaryOp::Mul => run(&mut ys, &xs, &zs, beta, |a, b| a * b),
+            BinaryOp::Div => run(&mut ys, &xs, &zs, beta, |a, b| a / b),
         }
         Ok(())
     }
@@ -329,18 +354,15 @@ impl<E: CpuElement> Backend for CpuBackend<E> {
         let scale = &v.data()[v_offset..v_offset + x_view.cols];
         let xs = read_view(x.data(), &x_view);
         let mut ys = write_view(y.data_mut(), &y_view, "scale_columns")?;
-        for (mut y_row, x_row) in ys.rows_mut().into_iter().zip(xs.rows()) {
-            if beta == E::ZERO {
-                Zip::from(&mut y_row)
-                    .and(&x_row)
-                    .and(scale)
-                    .for_each(|y, &a, &s| *y = a * s);
-            } else {
-                Zip::from(&mut y_row)
-                    .and(&x_row)
-                    .and(scale)
-                    .for_each(|y, &a, &s| *y = a * s + beta * *y);
-            }
+        // The scale vector broadcast down the rows.
+        let scale_row = ndarray::ArrayView1::from(scale);
+        let scales = scale_row
+            .broadcast((x_view.rows, x_view.cols))
+            .expect("a row vector broadcasts to its rows");
+        if beta == E::ZERO {
+            for_each3(&mut ys, &xs, &scales, |y, a, s| *y = a * s);
+        } else {
+            for_each3(&mut ys, &xs, &scales, |y, a, s| *y = a * s + beta * *y);
         }
         Ok(())
     }

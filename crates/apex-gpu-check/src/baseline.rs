@@ -35,6 +35,18 @@ fn factor(p: usize, transposed: bool) -> BatchView {
     BatchView::strided(if transposed { m.t() } else { m }, p * p)
 }
 
+/// The natural n×k layout (k = b·p) seen as b rows of n·p: entry (λ, r·p + ρ)
+/// is natural[r, ρ·b + λ]. Both permutation passes copy through it.
+fn lanes_of_natural(n: usize, b: usize, p: usize) -> MatView {
+    MatView {
+        offset: 0,
+        rows: b,
+        cols: n * p,
+        row_stride: 1,
+        col_stride: b,
+    }
+}
+
 /// natural (n×k) → stacked (b × n×p), entry (λ, r, ρ) = natural[r, ρ·b + λ].
 fn to_stacked<B: Backend>(
     backend: &B,
@@ -43,23 +55,7 @@ fn to_stacked<B: Backend>(
     b: usize,
     p: usize,
 ) -> Result<B::Tensor> {
-    let mut out = backend.zeros(&[b, n * p])?;
-    let src = MatView {
-        offset: 0,
-        rows: b,
-        cols: n * p,
-        row_stride: 1,
-        col_stride: b,
-    };
-    backend.axpby(
-        ops::one::<B>(),
-        x,
-        src,
-        ops::zero::<B>(),
-        &mut out,
-        MatView::full(b, n * p),
-    )?;
-    Ok(out)
+    ops::copy_view(backend, x, lanes_of_natural(n, b, p))
 }
 
 /// stacked → natural, the inverse of [`to_stacked`].
@@ -70,21 +66,14 @@ fn to_natural<B: Backend>(
     b: usize,
     p: usize,
 ) -> Result<B::Tensor> {
-    let mut out = backend.zeros(&[n, b * p])?;
-    let dst = MatView {
-        offset: 0,
-        rows: b,
-        cols: n * p,
-        row_stride: 1,
-        col_stride: b,
-    };
+    let mut out = backend.empty(&[n, b * p])?;
     backend.axpby(
         ops::one::<B>(),
         s,
         MatView::full(b, n * p),
         ops::zero::<B>(),
         &mut out,
-        dst,
+        lanes_of_natural(n, b, p),
     )?;
     Ok(out)
 }

@@ -320,6 +320,32 @@ fn gemm_case<B: Backend>(
     } else {
         rng.random_range(-1.5..1.5)
     };
+    let what = format!(
+        "gemm batch={batch} m={m} n={n} k={k} α={alpha:.2} β={beta:.2} a={a:?} b={b:?} c={c:?}"
+    );
+    cross_check_gemm(
+        backend,
+        rng,
+        &what,
+        (batch, alpha, beta),
+        (a, a_len),
+        (b, b_len),
+        (c, c_len),
+    )
+}
+
+/// Random A and B values and C (NaN-filled when β = 0, so a GEMM that reads C
+/// then fails), drawn in that order; then `C = α·A·B + β·C` on `backend`
+/// against the f64 CPU reference.
+fn cross_check_gemm<B: Backend>(
+    backend: &B,
+    rng: &mut StdRng,
+    what: &str,
+    (batch, alpha, beta): (usize, f64, f64),
+    (a, a_len): (BatchView, usize),
+    (b, b_len): (BatchView, usize),
+    (c, c_len): (BatchView, usize),
+) -> Result<(), String> {
     let a_op = Operand {
         data: random_values(rng, a_len),
         view: a.mat,
@@ -336,10 +362,7 @@ fn gemm_case<B: Backend>(
         },
         view: c.mat,
     };
-    let what = format!(
-        "gemm batch={batch} m={m} n={n} k={k} α={alpha:.2} β={beta:.2} a={a:?} b={b:?} c={c:?}"
-    );
-    cross_check(backend, &what, 2e-4, &[&a_op, &b_op], &c_op, &|e| {
+    cross_check(backend, what, 2e-4, &[&a_op, &b_op], &c_op, &|e| {
         e.gemm(batch, alpha, a, b, beta, c)
     })
 }
@@ -435,28 +458,18 @@ fn gemm_layout_cases<B: Backend>(backend: &B, rng: &mut StdRng) -> Result<(), St
                 let (b, b_len) = lb.place(k, n, batch);
                 let (c, c_len) = lc.place(m, n, batch);
                 let beta = if (i + j) % 2 == 0 { 0.0 } else { 0.5 };
-                let a_op = Operand {
-                    data: random_values(rng, a_len),
-                    view: a.mat,
-                };
-                let b_op = Operand {
-                    data: random_values(rng, b_len),
-                    view: b.mat,
-                };
-                let c_op = Operand {
-                    data: if beta == 0.0 {
-                        vec![f64::NAN; c_len]
-                    } else {
-                        random_values(rng, c_len)
-                    },
-                    view: c.mat,
-                };
                 let what = format!(
                     "gemm layout batch={batch} m={m} n={n} k={k} β={beta} a={la:?} b={lb:?} c={lc:?}"
                 );
-                cross_check(backend, &what, 2e-4, &[&a_op, &b_op], &c_op, &|e| {
-                    e.gemm(batch, 0.75, a, b, beta, c)
-                })?;
+                cross_check_gemm(
+                    backend,
+                    rng,
+                    &what,
+                    (batch, 0.75, beta),
+                    (a, a_len),
+                    (b, b_len),
+                    (c, c_len),
+                )?;
             }
         }
     }

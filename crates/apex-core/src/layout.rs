@@ -208,6 +208,22 @@ pub fn check_writable(op: &'static str, view: &MatView) -> Result<()> {
     Ok(())
 }
 
+/// `(rows, cols)` of a 2-D shape; any other rank is a shape error.
+pub fn dims2(op: &'static str, shape: &[usize]) -> Result<(usize, usize)> {
+    match shape {
+        [rows, cols] => Ok((*rows, *cols)),
+        other => Err(ApexError::shape(op, &[0, 0], other)),
+    }
+}
+
+/// `shape` must equal `want`.
+pub fn expect_shape(op: &'static str, shape: &[usize], want: &[usize]) -> Result<()> {
+    if shape != want {
+        return Err(ApexError::shape(op, want, shape));
+    }
+    Ok(())
+}
+
 /// Number of elements of a shape.
 pub fn numel(shape: &[usize]) -> usize {
     shape.iter().product()

@@ -3,7 +3,7 @@
 
 use crate::backend::Backend;
 use crate::error::{ApexError, Result};
-use crate::layout::{BatchView, MatView};
+use crate::layout::{self, BatchView, MatView};
 
 /// `(rows, cols)` of a 2-D tensor, or a shape error naming `op`.
 pub fn dims2<B: Backend>(
@@ -11,14 +11,7 @@ pub fn dims2<B: Backend>(
     tensor: &B::Tensor,
     op: &'static str,
 ) -> Result<(usize, usize)> {
-    match backend.shape(tensor) {
-        [r, c] => Ok((*r, *c)),
-        other => Err(ApexError::ShapeMismatch {
-            op,
-            expected: vec![0, 0],
-            got: other.to_vec(),
-        }),
-    }
+    layout::dims2(op, backend.shape(tensor))
 }
 
 /// Length of a 1-D tensor, or a shape error naming `op`.
@@ -46,11 +39,7 @@ pub fn expect_shape<B: Backend>(
     shape: &[usize],
     op: &'static str,
 ) -> Result<()> {
-    let got = backend.shape(tensor);
-    if got != shape {
-        return Err(ApexError::shape(op, shape, got));
-    }
-    Ok(())
+    layout::expect_shape(op, backend.shape(tensor), shape)
 }
 
 /// `C = α·A·B + β·C` for single (non-batched) views.

@@ -6,27 +6,11 @@
 //! and returns the dimensions the backend needs.
 
 use crate::error::{ApexError, Result};
-use crate::layout::check_indices;
+use crate::layout::{check_indices, dims2, expect_shape};
 use crate::transformer_ops::{AdamWStep, IGNORE_INDEX};
 
-/// `shape` must equal `want`.
-pub fn expect_shape(op: &'static str, shape: &[usize], want: &[usize]) -> Result<()> {
-    if shape != want {
-        return Err(ApexError::shape(op, want, shape));
-    }
-    Ok(())
-}
-
-/// A 2-D shape `[rows, cols]`.
-pub fn dims2(op: &'static str, shape: &[usize]) -> Result<(usize, usize)> {
-    match shape {
-        [rows, cols] => Ok((*rows, *cols)),
-        other => Err(ApexError::shape(op, &[0, 0], other)),
-    }
-}
-
 /// `[n, S, S]` → `(n, S)`.
-pub fn square_blocks(op: &'static str, shape: &[usize]) -> Result<(usize, usize)> {
+fn square_blocks(op: &'static str, shape: &[usize]) -> Result<(usize, usize)> {
     match shape {
         [n, s, s2] if s == s2 => Ok((*n, *s)),
         other => Err(ApexError::shape(op, &[0, 0, 0], other)),

@@ -1,6 +1,6 @@
 //! The CPU tensor: a shared, copy-on-write buffer plus a shape.
 
-use apex_core::layout::numel;
+use apex_core::layout::{self, numel};
 use apex_core::{ApexError, Element, Result};
 use std::sync::Arc;
 
@@ -63,10 +63,7 @@ impl<E: Element> CpuTensor<E> {
 
     /// `(rows, cols)` of a 2-D tensor.
     pub fn dims2(&self, op: &'static str) -> Result<(usize, usize)> {
-        match self.shape[..] {
-            [r, c] => Ok((r, c)),
-            _ => Err(ApexError::shape(op, &[0, 0], &self.shape)),
-        }
+        layout::dims2(op, &self.shape)
     }
 
     /// The same buffer with a new shape of equal element count.

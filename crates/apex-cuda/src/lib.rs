@@ -61,7 +61,7 @@ pub use counters::Counters;
 pub use device::DeviceInfo;
 pub use tensor::CudaTensor;
 
-use apex_core::layout::{check_gemm, check_indices, check_same_dims, numel};
+use apex_core::layout::{check_gemm, check_indices, check_same_dims, check_writable, numel};
 use apex_core::{
     ApexError, Backend, BatchView, BinaryOp, MatView, Monarch, Result, ScaledColumns, UnaryOp,
 };
@@ -282,10 +282,7 @@ impl CudaBackend {
     }
 
     fn dims2(&self, tensor: &CudaTensor, op: &'static str) -> Result<(usize, usize)> {
-        match tensor.shape[..] {
-            [r, c] => Ok((r, c)),
-            _ => Err(ApexError::shape(op, &[0, 0], &tensor.shape)),
-        }
+        apex_core::layout::dims2(op, &tensor.shape)
     }
 
     /// The fused Monarch kernel when the map fits it, else the composite.
@@ -333,32 +330,6 @@ impl CudaBackend {
             monarch.forward_composite(self, x, x_view, beta, out, out_view)
         }
     }
-}
-
-/// Fails when an output view would write some element twice (a GPU would
-/// race where the CPU reference refuses the view).
-fn check_writable(op: &'static str, view: &MatView) -> Result<()> {
-    if view.rows == 0 || view.cols == 0 {
-        return Ok(());
-    }
-    // ndarray's rule: sorted by stride, each axis of length > 1 must step past
-    // everything the faster axes cover.
-    let mut axes = [(view.row_stride, view.rows), (view.col_stride, view.cols)];
-    axes.sort();
-    let mut covered = 0usize;
-    for (stride, len) in axes {
-        match len {
-            1 => {}
-            _ if stride <= covered => {
-                return Err(ApexError::config(
-                    format!("{op}.output_view"),
-                    "views that overlap themselves cannot be written",
-                ))
-            }
-            _ => covered += (len - 1) * stride,
-        }
-    }
-    Ok(())
 }
 
 impl Backend for CudaBackend {

@@ -2,7 +2,7 @@
 //! the CPU reference's `CpuTensor`.
 
 use crate::device::Gpu;
-use apex_core::layout::numel;
+use apex_core::layout::{self, numel};
 use apex_core::{ApexError, Result};
 use std::sync::Arc;
 
@@ -57,10 +57,7 @@ impl WgpuTensor {
 
     /// `(rows, cols)` of a 2-D tensor.
     pub(crate) fn dims2(&self, op: &'static str) -> Result<(usize, usize)> {
-        match self.shape[..] {
-            [r, c] => Ok((r, c)),
-            _ => Err(ApexError::shape(op, &[0, 0], &self.shape)),
-        }
+        layout::dims2(op, &self.shape)
     }
 
     /// The same buffer with a new shape of equal element count.
